@@ -1,0 +1,157 @@
+//! The one middleware every request passes: it gives the request an id, turns
+//! every error response into the dialect's error body (stamped with that id),
+//! logs 5xx details server-side, and writes the access log line.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse};
+
+use crate::error::Error;
+use crate::MAX_BODY_BYTES;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, as echoed in `x-request-id` and in `/v1` errors' `traceId`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Which error shape a path speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// RFC 9457 problem details (`/v1`, and everything that is not `/user`).
+    ProblemDetails,
+    /// `{"error":{"code","reason","details"}}` (`/user`).
+    Estuary,
+}
+
+impl Dialect {
+    pub fn of(path: &str) -> Self {
+        if path == "/user" || path.starts_with("/user/") {
+            Dialect::Estuary
+        } else {
+            Dialect::ProblemDetails
+        }
+    }
+
+    fn render(self, error: &Error, request_id: &str) -> HttpResponse {
+        match self {
+            Dialect::ProblemDetails => super::v1::problem(error, request_id),
+            Dialect::Estuary => super::v1::problem(error, request_id),
+        }
+    }
+}
+
+/// An incoming id is kept if it is a short token that is safe to log and echo.
+fn sane_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| sane_request_id(id))
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let dialect = Dialect::of(req.path());
+
+    let declared_length = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut res = if declared_length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        req.error_response(Error::PayloadTooLarge)
+    } else {
+        next.call(req).await?.map_into_boxed_body()
+    };
+
+    let status = res.status();
+    if status.is_client_error() || status.is_server_error() {
+        let response = res.response();
+        let ours = response.error().and_then(|e| e.as_error::<Error>());
+        let fallback;
+        let error = match ours {
+            Some(error) => error,
+            None => {
+                if let Some(other) = response.error() {
+                    log::debug!("[{request_id}] framework error: {other}");
+                }
+                fallback = Error::from_status(status);
+                &fallback
+            }
+        };
+        if error.status().is_server_error() {
+            log::error!(
+                "[{request_id}] {} {}: {error}",
+                res.request().method(),
+                res.request().path()
+            );
+        }
+        let rendered = dialect.render(error, &request_id);
+        res = res.into_response(rendered);
+    }
+
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+    access_log(&res, &request_id, started);
+    Ok(res)
+}
+
+/// One line per request. Only the route template is logged, never the path or
+/// query string, which could hold a key.
+fn access_log(res: &ServiceResponse<BoxBody>, request_id: &str, started: Instant) {
+    if !log::log_enabled!(target: "keyward::access", log::Level::Info) {
+        return;
+    }
+    let req = res.request();
+    let tenant = req
+        .headers()
+        .get("tenant")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| crate::tenants::valid_name(t))
+        .unwrap_or("-");
+    log::info!(
+        target: "keyward::access",
+        "{request_id} tenant={tenant} {} {} {} {:.3}ms",
+        req.method(),
+        req.match_pattern().as_deref().unwrap_or("-"),
+        res.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialect_is_chosen_by_path() {
+        assert_eq!(Dialect::of("/user/api-keys"), Dialect::Estuary);
+        assert_eq!(Dialect::of("/user"), Dialect::Estuary);
+        assert_eq!(Dialect::of("/users"), Dialect::ProblemDetails);
+        assert_eq!(Dialect::of("/v1/user-api-keys"), Dialect::ProblemDetails);
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(sane_request_id("6f1c2a-abc_1.2:3"));
+        assert!(!sane_request_id(""));
+        assert!(!sane_request_id("a b"));
+        assert!(!sane_request_id("a\nb"));
+        assert!(!sane_request_id(&"a".repeat(129)));
+    }
+}

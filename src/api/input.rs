@@ -1,0 +1,144 @@
+//! Reading request input without actix's own extractors, so every failure is
+//! one of our errors (rendered in the dialect) and names the offending field.
+
+use actix_web::error::PayloadError;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+
+/// A request body that is a JSON object. A missing `Content-Type` is read as
+/// JSON (curl's `-d` aside, scripts often omit it); any other type is 415.
+#[derive(Debug)]
+pub struct JsonObject(pub Map<String, Value>);
+
+impl JsonObject {
+    /// The member named `name`, matched without regard to ASCII case, as
+    /// ASP.NET-era clients may send `Name` or `UserId`. `null` counts as absent.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        let value = self.0.get(name).or_else(|| {
+            let normalize = |s: &str| s.replace('_', "").to_ascii_lowercase();
+            let wanted = normalize(name);
+            self.0
+                .iter()
+                .find(|(k, _)| normalize(k) == wanted)
+                .map(|(_, v)| v)
+        });
+        value.filter(|v| !v.is_null())
+    }
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl FromRequest for JsonObject {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or_default());
+        let wrong_type = content_type.is_some_and(|ct| !is_json(ct));
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if wrong_type {
+                return Err(Error::UnsupportedMediaType);
+            }
+            let bytes = bytes
+                .await
+                .map_err(|e| match e.as_error::<PayloadError>() {
+                    Some(PayloadError::Overflow) => Error::PayloadTooLarge,
+                    _ => Error::invalid("body", "The request body could not be read."),
+                })?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Err(Error::invalid(
+                    "body",
+                    "A JSON object is required in the request body.",
+                ));
+            }
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(map)) => Ok(JsonObject(map)),
+                Ok(_) => Err(Error::invalid(
+                    "body",
+                    "The request body must be a JSON object.",
+                )),
+                Err(e) => Err(Error::invalid(
+                    "body",
+                    &format!(
+                        "The request body is not valid JSON (line {}, column {}).",
+                        e.line(),
+                        e.column()
+                    ),
+                )),
+            }
+        })
+    }
+}
+
+/// Query-string parameters, looked up without regard to ASCII case
+/// (`UserId`, `userid` and `userId` are one parameter); the first occurrence wins.
+#[derive(Debug, Default)]
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn parse(query: &str) -> Self {
+        Self(serde_urlencoded::from_str(query).unwrap_or_default())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A UUID in canonical (lower-case, hyphenated) form, if `s` is one.
+pub fn parse_uuid(s: &str) -> Option<String> {
+    uuid::Uuid::try_parse(s.trim())
+        .ok()
+        .map(|id| id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/problem+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+
+    #[test]
+    fn query_names_ignore_case() {
+        let q = QueryParams::parse("userid=a&UserId=b&take=5");
+        assert_eq!(q.get("UserId"), Some("a"));
+        assert_eq!(q.get("TAKE"), Some("5"));
+        assert_eq!(q.get("start_with"), None);
+    }
+
+    #[test]
+    fn body_members_ignore_case_and_underscores() {
+        let body =
+            JsonObject(serde_json::from_str(r#"{"UserId":"u","Name":"n","x":null}"#).unwrap());
+        assert_eq!(body.get("user_id"), Some(&Value::from("u")));
+        assert_eq!(body.get("name"), Some(&Value::from("n")));
+        assert_eq!(body.get("x"), None);
+    }
+}

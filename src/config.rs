@@ -1,0 +1,138 @@
+//! Typed settings. Sources, later ones winning: the defaults compiled in from
+//! `config/default.toml`, that file on disk if present, the file named by
+//! `KEYWARD_CONFIG`, then `KEYWARD_*` environment variables.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database_url: String,
+    pub bind: String,
+    /// Empty means multi-tenant.
+    #[serde(default)]
+    pub tenant: String,
+    pub key_prefix: String,
+    pub pool_size: u32,
+    pub auth_failures_per_minute: u32,
+}
+
+impl Settings {
+    /// Loads the settings from their sources (see the module doc).
+    pub fn load() -> Result<Self, Error> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::with_name("config/default.toml").required(false));
+        if let Ok(path) = std::env::var("KEYWARD_CONFIG") {
+            builder = builder.add_source(config::File::with_name(&path).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(config::Environment::with_prefix("KEYWARD").try_parsing(true))
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        DatabaseUrl::parse(&self.database_url)?;
+        if !crate::auth::secret::valid_prefix(&self.key_prefix) {
+            return Err(Error::Config(
+                "key_prefix must be 1 to 32 characters of [A-Za-z0-9]".into(),
+            ));
+        }
+        if !self.tenant.is_empty() && !crate::tenants::valid_name(&self.tenant) {
+            return Err(Error::Config(format!(
+                "tenant {:?} is not a valid tenant name",
+                self.tenant
+            )));
+        }
+        if self.pool_size == 0 {
+            return Err(Error::Config("pool_size must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The tenant this deployment is pinned to, if any.
+    pub fn pinned_tenant(&self) -> Option<&str> {
+        Some(self.tenant.as_str()).filter(|t| !t.is_empty())
+    }
+}
+
+/// Where the data lives, chosen by the URL scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    SqliteMemory,
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite://path`, `sqlite::memory:` or `postgres[ql]://...`. Any other
+    /// scheme is an error: a typo must not silently create a file.
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        if url == "sqlite::memory:" || url == "sqlite://:memory:" {
+            Ok(Self::SqliteMemory)
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(Error::Config("sqlite:// URL names no file".into()));
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default();
+            Err(Error::Config(format!(
+                "unsupported database URL scheme {scheme:?}: use sqlite://PATH, sqlite::memory: or postgres://..."
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_chosen_by_scheme() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/k.db").unwrap(),
+            DatabaseUrl::Sqlite("data/k.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/k.db").unwrap(),
+            DatabaseUrl::Sqlite("/tmp/k.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite::memory:").unwrap(),
+            DatabaseUrl::SqliteMemory
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        for bad in ["mysql://x", "data/k.db", "sqlite://", "", "sqlite:data.db"] {
+            assert!(DatabaseUrl::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn compiled_in_defaults_are_valid() {
+        let s: Settings = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.key_prefix, "kw");
+        assert_eq!(s.pinned_tenant(), None);
+    }
+}

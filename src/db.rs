@@ -1,0 +1,122 @@
+//! Storage: one connection type over SQLite and PostgreSQL, its pool, and the
+//! embedded migrations.
+//!
+//! Query functions elsewhere are plain `fn(&mut DbConnection, ..)`; they run on
+//! actix's blocking pool (`web::block`), never on the async executor.
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::DatabaseUrl;
+use crate::error::Error;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend. SQLite is declared last, as diesel's
+/// multi-connection docs advise.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
+
+/// Per-connection SQLite settings; `busy_timeout` first so the others wait on locks too.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens a pool for `url`, creating the SQLite file (and its folder) if needed,
+/// and brings the schema up to date.
+pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<DbPool, Error> {
+    let (conn_url, pool_size) = match url {
+        DatabaseUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            (path.to_string_lossy().into_owned(), pool_size)
+        }
+        // Every connection to ":memory:" is its own database, so the pool holds one.
+        DatabaseUrl::SqliteMemory => (":memory:".to_owned(), 1),
+        DatabaseUrl::Postgres(url) => (url.clone(), pool_size),
+    };
+    let manager = ConnectionManager::<DbConnection>::new(conn_url);
+    let mut builder = Pool::builder()
+        .max_size(pool_size)
+        .connection_timeout(Duration::from_secs(5))
+        .connection_customizer(Box::new(SqlitePragmas));
+    if *url == DatabaseUrl::SqliteMemory {
+        builder = builder.idle_timeout(None).max_lifetime(None);
+    }
+    let pool = builder.build(manager)?;
+    let mut conn = pool.get()?;
+    if let DbConnection::Sqlite(c) = &mut *conn {
+        // Persistent in the file: readers no longer block the writer.
+        c.batch_execute("PRAGMA journal_mode = WAL;")?;
+    }
+    migrate(&mut conn)?;
+    Ok(pool)
+}
+
+/// Applies pending migrations of the connection's backend; returns how many ran.
+pub fn migrate(conn: &mut DbConnection) -> Result<usize, Error> {
+    let applied = match conn {
+        DbConnection::Postgres(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+    };
+    applied.map_err(|e| Error::Migration(e.to_string()))
+}
+
+/// Runs `f` in a transaction that may write. On SQLite it begins `IMMEDIATE`,
+/// taking the write lock up front: a deferred transaction that reads and then
+/// writes fails at once with SQLITE_BUSY when another writer got there first,
+/// instead of waiting out `busy_timeout`.
+pub fn write_transaction<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
+        DbConnection::Postgres(_) => Manager::begin_transaction(conn)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The change's own error is the one worth reporting.
+            let _ = Manager::rollback_transaction(conn);
+            Err(e)
+        }
+    }
+}
+
+/// Whether the database answers; for `/readiness`.
+pub fn ping(conn: &mut DbConnection) -> Result<(), Error> {
+    conn.batch_execute("SELECT 1").map_err(Error::from)
+}

@@ -1,0 +1,461 @@
+//! API keys: creation, listing, lookup and revocation, and the rules that
+//! decide who may do which. Both HTTP dialects and the CLI call these; none of
+//! them repeats a rule.
+//!
+//! A key's `expires_at` is the first instant at which it no longer works. A
+//! revoked key keeps its row; `revoked_at` may lie in the future (a rotation's
+//! grace window), and the key works until then.
+
+use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::secret::Secret;
+use crate::auth::Caller;
+use crate::db::{DbConnection, MultiBackend};
+use crate::error::{Error, FieldErrors};
+use crate::schema::{api_keys, users};
+use crate::tenants::Tenant;
+
+/// What a key may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Use the public API.
+    PublicApi,
+    /// Manage API keys.
+    UserKeyManagement,
+    /// Administer users.
+    UserManagement,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [
+        Scope::PublicApi,
+        Scope::UserKeyManagement,
+        Scope::UserManagement,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::PublicApi => "public_api",
+            Scope::UserKeyManagement => "user_key_management",
+            Scope::UserManagement => "user_management",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+}
+
+/// Scopes are stored as a JSON array of their names.
+pub(crate) fn decode_scopes(stored: &str) -> Vec<Scope> {
+    serde_json::from_str(stored).unwrap_or_default()
+}
+
+fn encode_scopes(scopes: &[Scope]) -> String {
+    serde_json::to_string(scopes).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The messages clients match on.
+pub const USER_ID_INVALID: &str = "User ID is empty or incorrect";
+pub const SCOPES_INVALID: &str =
+    "Scopes must be a non-empty array of: public_api, user_key_management, user_management.";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    /// The UTC date of the key's last valid instant.
+    pub fn expiration_date(&self) -> NaiveDate {
+        (self.expires_at - TimeDelta::microseconds(1)).date_naive()
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        now >= self.expires_at
+    }
+
+    pub fn is_revoked(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_some_and(|at| at <= now)
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+struct KeyRow {
+    id: String,
+    user_id: String,
+    name: String,
+    scopes: String,
+    expires_at: NaiveDateTime,
+    created_at: NaiveDateTime,
+    updated_at: Option<NaiveDateTime>,
+    revoked_at: Option<NaiveDateTime>,
+    last_used_at: Option<NaiveDateTime>,
+}
+
+impl From<KeyRow> for ApiKey {
+    fn from(row: KeyRow) -> Self {
+        Self {
+            id: row.id,
+            user_id: row.user_id,
+            name: row.name,
+            scopes: decode_scopes(&row.scopes),
+            expires_at: row.expires_at.and_utc(),
+            created_at: row.created_at.and_utc(),
+            updated_at: row.updated_at.map(|t| t.and_utc()),
+            revoked_at: row.revoked_at.map(|t| t.and_utc()),
+            last_used_at: row.last_used_at.map(|t| t.and_utc()),
+        }
+    }
+}
+
+/// When a new key stops working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Works through the end of this UTC day (the `/v1` dialect and the CLI).
+    EndOfDay(NaiveDate),
+    /// Stops working at this instant (Estuary durations).
+    At(DateTime<Utc>),
+}
+
+impl Expiry {
+    /// The first instant the key no longer works, if the tenant's policy allows it.
+    pub fn resolve(self, tenant: &Tenant, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+        let max_days = u64::try_from(tenant.max_key_lifetime_days).unwrap_or(0);
+        match self {
+            Expiry::EndOfDay(date) => {
+                let today = now.date_naive();
+                if date < today {
+                    return Err("Expiration date cannot be in the past.".to_owned());
+                }
+                let latest = today.checked_add_days(Days::new(max_days));
+                if latest.is_none_or(|latest| date > latest) {
+                    return Err(format!(
+                        "Expiration date cannot be more than {max_days} days from today."
+                    ));
+                }
+                date.checked_add_days(Days::new(1))
+                    .map(|next| next.and_time(chrono::NaiveTime::MIN).and_utc())
+                    .ok_or_else(|| "Expiration date is out of range.".to_owned())
+            }
+            Expiry::At(at) => {
+                if at <= now {
+                    return Err("Expiry must be in the future.".to_owned());
+                }
+                if at > now + TimeDelta::days(i64::from(tenant.max_key_lifetime_days)) {
+                    return Err(format!(
+                        "Expiry exceeds the tenant's maximum key lifetime of {max_days} days."
+                    ));
+                }
+                Ok(at)
+            }
+        }
+    }
+
+    /// The longest expiry the tenant allows, as of `now`.
+    pub fn longest(tenant: &Tenant, now: DateTime<Utc>) -> Self {
+        let days = u64::try_from(tenant.max_key_lifetime_days).unwrap_or(0);
+        Expiry::EndOfDay(
+            now.date_naive()
+                .checked_add_days(Days::new(days))
+                .unwrap_or(NaiveDate::MAX),
+        )
+    }
+}
+
+/// A key name is 3 to 255 characters.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if (3..=255).contains(&name.chars().count()) {
+        Ok(())
+    } else {
+        Err("Name must be between 3 and 255 characters.")
+    }
+}
+
+/// A key to be made.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub user_id: String,
+    pub name: String,
+    pub expiry: Expiry,
+    pub scopes: Vec<Scope>,
+}
+
+impl NewKey {
+    /// Checks what can be checked without the database; returns the expiry instant.
+    fn validate(&self, tenant: &Tenant, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
+        let mut errors = FieldErrors::new();
+        if let Err(message) = check_name(&self.name) {
+            errors
+                .entry("name".into())
+                .or_default()
+                .push(message.into());
+        }
+        if self.scopes.is_empty() {
+            errors
+                .entry("scopes".into())
+                .or_default()
+                .push(SCOPES_INVALID.into());
+        }
+        let expires_at = self.expiry.resolve(tenant, now);
+        if let Err(message) = &expires_at {
+            errors
+                .entry("expiration_date".into())
+                .or_default()
+                .push(message.clone());
+        }
+        match expires_at {
+            Ok(at) if errors.is_empty() => Ok(at),
+            _ => Err(Error::Invalid(errors)),
+        }
+    }
+}
+
+/// Creates a key without a caller (the CLI): validation, but no authorization.
+pub fn create(
+    conn: &mut DbConnection,
+    tenant: &Tenant,
+    new: NewKey,
+    prefix: &str,
+    now: DateTime<Utc>,
+) -> Result<(ApiKey, Secret), Error> {
+    let expires_at = new.validate(tenant, now)?;
+    insert(conn, tenant, new, expires_at, prefix, now)
+}
+
+fn insert(
+    conn: &mut DbConnection,
+    tenant: &Tenant,
+    mut new: NewKey,
+    expires_at: DateTime<Utc>,
+    prefix: &str,
+    now: DateTime<Utc>,
+) -> Result<(ApiKey, Secret), Error> {
+    new.scopes.sort();
+    new.scopes.dedup();
+    crate::db::write_transaction(conn, |conn| {
+        let user_active: Option<bool> = users::table
+            .filter(
+                users::tenant_id
+                    .eq(&tenant.id)
+                    .and(users::id.eq(&new.user_id)),
+            )
+            .select(users::active)
+            .first(conn)
+            .optional()?;
+        if user_active != Some(true) {
+            return Err(Error::invalid("user_id", USER_ID_INVALID));
+        }
+        let secret = Secret::generate(prefix);
+        let key = ApiKey {
+            id: Uuid::now_v7().to_string(),
+            user_id: new.user_id,
+            name: new.name,
+            scopes: new.scopes,
+            expires_at,
+            created_at: now,
+            updated_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        diesel::insert_into(api_keys::table)
+            .values((
+                api_keys::tenant_id.eq(&tenant.id),
+                api_keys::id.eq(&key.id),
+                api_keys::user_id.eq(&key.user_id),
+                api_keys::name.eq(&key.name),
+                api_keys::secret_hash.eq(secret.hash()),
+                api_keys::scopes.eq(encode_scopes(&key.scopes)),
+                api_keys::expires_at.eq(expires_at.naive_utc()),
+                api_keys::created_at.eq(now.naive_utc()),
+            ))
+            .execute(conn)?;
+        Ok((key, secret))
+    })
+}
+
+/// Creates a key as `caller`: the user for itself, Administrators for anyone,
+/// never with a scope the calling key lacks.
+pub fn create_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    new: NewKey,
+    prefix: &str,
+    now: DateTime<Utc>,
+) -> Result<(ApiKey, Secret), Error> {
+    caller.require_scope(Scope::UserKeyManagement)?;
+    let expires_at = new.validate(&caller.tenant, now)?;
+    if !caller.may_act_for(&new.user_id) {
+        return Err(Error::Forbidden(
+            "Only Administrators may create keys for other users",
+        ));
+    }
+    if new.scopes.iter().any(|s| !caller.scopes.contains(s)) {
+        return Err(Error::Forbidden(
+            "A key cannot grant a scope the calling key lacks",
+        ));
+    }
+    insert(conn, &caller.tenant, new, expires_at, prefix, now)
+}
+
+/// Paging of a listing: at most `take` keys after the key `start_with`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub take: Option<u32>,
+    pub start_with: Option<String>,
+}
+
+/// The accepted range of `take`.
+pub const TAKE_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+
+/// Lists the keys that are not revoked, oldest first, of one user or of the
+/// whole tenant. Only Administrators may list another user's keys or all keys.
+pub fn list_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    user_id: Option<&str>,
+    page: &Page,
+    now: DateTime<Utc>,
+) -> Result<Vec<ApiKey>, Error> {
+    caller.require_scope(Scope::UserKeyManagement)?;
+    match user_id {
+        None => caller.require_admin("Only Administrators may list every key")?,
+        Some(id) if id != caller.user_id => {
+            caller.require_admin("Only Administrators may list other users' keys")?;
+            if crate::users::find(conn, &caller.tenant.id, id)?.is_none() {
+                return Err(Error::invalid("user_id", USER_ID_INVALID));
+            }
+        }
+        Some(_) => {}
+    }
+    list(conn, &caller.tenant.id, user_id, page, now)
+}
+
+fn list(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    user_id: Option<&str>,
+    page: &Page,
+    now: DateTime<Utc>,
+) -> Result<Vec<ApiKey>, Error> {
+    let now = now.naive_utc();
+    let mut query = api_keys::table
+        .filter(api_keys::tenant_id.eq(tenant_id))
+        .filter(
+            api_keys::revoked_at
+                .is_null()
+                .or(api_keys::revoked_at.gt(now)),
+        )
+        .select(KeyRow::as_select())
+        .order((api_keys::created_at.asc(), api_keys::id.asc()))
+        .into_boxed::<MultiBackend>();
+    if let Some(user_id) = user_id {
+        query = query.filter(api_keys::user_id.eq(user_id));
+    }
+    if let Some(start_with) = &page.start_with {
+        // The cursor must be a key of this listing (revoked ones too, so a page
+        // boundary survives the revocation of its key).
+        let mut cursor = api_keys::table
+            .filter(
+                api_keys::tenant_id
+                    .eq(tenant_id)
+                    .and(api_keys::id.eq(start_with)),
+            )
+            .select((api_keys::created_at, api_keys::id))
+            .into_boxed::<MultiBackend>();
+        if let Some(user_id) = user_id {
+            cursor = cursor.filter(api_keys::user_id.eq(user_id));
+        }
+        let cursor: Option<(NaiveDateTime, String)> = cursor.first(conn).optional()?;
+        let (created_at, id) = cursor.ok_or_else(|| {
+            Error::invalid("start_with", "No key with this ID is in the listing.")
+        })?;
+        query = query.filter(
+            api_keys::created_at
+                .gt(created_at)
+                .or(api_keys::created_at.eq(created_at).and(api_keys::id.gt(id))),
+        );
+    }
+    if let Some(take) = page.take {
+        query = query.limit(i64::from(take));
+    }
+    Ok(query
+        .load::<KeyRow>(conn)?
+        .into_iter()
+        .map(ApiKey::from)
+        .collect())
+}
+
+/// The key `id` of the caller's tenant if it is not revoked and the caller may see it.
+pub fn get_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<ApiKey, Error> {
+    caller.require_scope(Scope::UserKeyManagement)?;
+    find_live(conn, &caller.tenant.id, id, now)?
+        .filter(|key| caller.may_act_for(&key.user_id))
+        .ok_or(Error::NotFound)
+}
+
+/// Revokes the key `id` as `caller`; it is rejected from the next request on.
+/// A key the caller may not see is [`Error::NotFound`], like one that does not exist.
+pub fn revoke_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    caller.require_scope(Scope::UserKeyManagement)?;
+    crate::db::write_transaction(conn, |conn| {
+        let key = find_live(conn, &caller.tenant.id, id, now)?
+            .filter(|key| caller.may_act_for(&key.user_id))
+            .ok_or(Error::NotFound)?;
+        revoke(conn, &caller.tenant.id, &key.id, now)
+    })
+}
+
+fn revoke(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let now = now.naive_utc();
+    diesel::update(
+        api_keys::table.filter(api_keys::tenant_id.eq(tenant_id).and(api_keys::id.eq(id))),
+    )
+    .set((api_keys::revoked_at.eq(now), api_keys::updated_at.eq(now)))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The key `id` of the tenant unless it is revoked (as of `now`).
+pub fn find_live(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ApiKey>, Error> {
+    let key = api_keys::table
+        .filter(api_keys::tenant_id.eq(tenant_id).and(api_keys::id.eq(id)))
+        .select(KeyRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(ApiKey::from);
+    Ok(key.filter(|k| !k.is_revoked(now)))
+}

@@ -1,0 +1,312 @@
+//! The `keyward` command: serves the HTTP API (the default) and administers
+//! tenants, users and keys straight against the database.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use actix_web::{web, HttpServer};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use keyward::clock::{Clock, SystemClock};
+use keyward::config::{DatabaseUrl, Settings};
+use keyward::db::{self, DbConnection};
+use keyward::error::Error;
+use keyward::keys::{self, Expiry, NewKey, Scope};
+use keyward::{tenants, users, AppState};
+
+#[derive(Parser)]
+#[command(name = "keyward", version, about = "Multi-tenant API key management")]
+struct Cli {
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default). Applies pending migrations first.
+    Serve,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Create the tenant if new, an Administrators user, and a key with every scope.
+    Bootstrap {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create { name: String },
+    /// Change a tenant's policy.
+    Set {
+        name: String,
+        /// Longest lifetime of a new or rotated key, in days (1..3650).
+        #[arg(long)]
+        max_key_lifetime_days: i32,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        /// Display name (default: the email address).
+        #[arg(long)]
+        name: Option<String>,
+        /// A role: "Administrators" or "Default users" (default: "Default users").
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key; its secret is printed this once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// The user's id or email.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        /// Last day the key works, YYYY-MM-DD (default: the tenant's maximum lifetime).
+        #[arg(long)]
+        expires: Option<NaiveDate>,
+        /// public_api (default), user_key_management or user_management.
+        #[arg(long = "scope", value_parser = parse_scope)]
+        scopes: Vec<Scope>,
+    },
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s).ok_or_else(|| {
+        "expected one of public_api, user_key_management, user_management".to_owned()
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let json = cli.json;
+    let result = Settings::load().and_then(|settings| run(cli, settings));
+    match result {
+        Ok(Some(output)) => {
+            print(json, &output);
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(error) => {
+            let message = describe(&error);
+            if json {
+                println!("{}", json!({ "error": message }));
+            } else {
+                eprintln!("keyward: {message}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A one-line account of an error for the terminal.
+fn describe(error: &Error) -> String {
+    match error {
+        Error::Invalid(fields) => fields
+            .iter()
+            .map(|(field, messages)| format!("{field}: {}", messages.join(" ")))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+fn print(json: bool, output: &Value) {
+    if json {
+        println!("{output}");
+        return;
+    }
+    if let Value::Object(fields) = output {
+        for (name, value) in fields {
+            match value {
+                Value::String(s) => println!("{name}: {s}"),
+                other => println!("{name}: {other}"),
+            }
+        }
+    }
+}
+
+fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Serve = command {
+        serve(settings)?;
+        return Ok(None);
+    }
+    let url = DatabaseUrl::parse(&settings.database_url)?;
+    let pool = db::connect(&url, 1)?;
+    let mut conn = pool.get()?;
+    let now = SystemClock.now();
+    let prefix = settings.key_prefix.as_str();
+    let output = match command {
+        Command::Serve => unreachable!("handled above"),
+        // `connect` has already applied them.
+        Command::Migrate => json!({ "migrated": true }),
+        Command::Tenant(TenantCommand::Create { name }) => {
+            let tenant = tenants::create(&mut conn, &name, now)?
+                .ok_or(Error::Conflict("A tenant with this name already exists."))?;
+            tenant_json(&tenant)
+        }
+        Command::Tenant(TenantCommand::Set {
+            name,
+            max_key_lifetime_days,
+        }) => tenant_json(&tenants::set_max_key_lifetime(
+            &mut conn,
+            &name,
+            max_key_lifetime_days,
+            now,
+        )?),
+        Command::User(UserCommand::Create {
+            tenant,
+            email,
+            name,
+            roles,
+        }) => {
+            let tenant = tenants::get_by_name(&mut conn, &tenant)?;
+            let roles = if roles.is_empty() {
+                vec![users::DEFAULT_USERS.to_owned()]
+            } else {
+                roles
+            };
+            let name = name.unwrap_or_else(|| email.clone());
+            let user = users::create(
+                &mut conn,
+                &tenant.id,
+                users::NewUser { email, name, roles },
+                now,
+            )?;
+            json!({ "id": user.id, "tenant": tenant.name, "email": user.email, "name": user.name, "roles": user.roles })
+        }
+        Command::Key(KeyCommand::Create {
+            tenant,
+            user,
+            name,
+            expires,
+            scopes,
+        }) => {
+            let tenant = tenants::get_by_name(&mut conn, &tenant)?;
+            let user =
+                users::find_by_id_or_email(&mut conn, &tenant.id, &user)?.ok_or_else(|| {
+                    Error::invalid("user", "No user of this tenant has this id or email.")
+                })?;
+            let new = NewKey {
+                user_id: user.id,
+                name,
+                expiry: expires.map_or_else(|| Expiry::longest(&tenant, now), Expiry::EndOfDay),
+                scopes: if scopes.is_empty() {
+                    vec![Scope::PublicApi]
+                } else {
+                    scopes
+                },
+            };
+            create_key(&mut conn, &tenant, new, prefix, now)?
+        }
+        Command::Bootstrap { tenant, email } => bootstrap(&mut conn, &tenant, &email, prefix, now)?,
+    };
+    Ok(Some(output))
+}
+
+fn tenant_json(tenant: &tenants::Tenant) -> Value {
+    json!({ "id": tenant.id, "name": tenant.name, "max_key_lifetime_days": tenant.max_key_lifetime_days })
+}
+
+fn create_key(
+    conn: &mut DbConnection,
+    tenant: &tenants::Tenant,
+    new: NewKey,
+    prefix: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Value, Error> {
+    let (key, secret) = keys::create(conn, tenant, new, prefix, now)?;
+    Ok(json!({
+        "id": key.id,
+        "user_id": key.user_id,
+        "tenant": tenant.name,
+        "name": key.name,
+        "expiration_date": key.expiration_date(),
+        "scopes": key.scopes,
+        "key": secret.expose(),
+    }))
+}
+
+/// Tenant if new, an Administrators user (or the existing one, if it is an
+/// active administrator), and a key with every scope.
+fn bootstrap(
+    conn: &mut DbConnection,
+    tenant_name: &str,
+    email: &str,
+    prefix: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Value, Error> {
+    tenants::create(conn, tenant_name, now)?;
+    let tenant = tenants::get_by_name(conn, tenant_name)?;
+    let user = match users::find_by_email(conn, &tenant.id, email)? {
+        Some(user) if user.active && user.is_admin() => user,
+        Some(_) => {
+            return Err(Error::Conflict(
+                "A user with this email exists and is not an active administrator.",
+            ))
+        }
+        None => users::create(
+            conn,
+            &tenant.id,
+            users::NewUser {
+                email: email.to_owned(),
+                name: email.to_owned(),
+                roles: vec![users::ADMINISTRATORS.to_owned()],
+            },
+            now,
+        )?,
+    };
+    let new = NewKey {
+        user_id: user.id,
+        name: "bootstrap".to_owned(),
+        expiry: Expiry::longest(&tenant, now),
+        scopes: Scope::ALL.to_vec(),
+    };
+    create_key(conn, &tenant, new, prefix, now)
+}
+
+fn serve(settings: Settings) -> Result<(), Error> {
+    let url = DatabaseUrl::parse(&settings.database_url)?;
+    let pool = db::connect(&url, settings.pool_size)?;
+    let bind = settings.bind.clone();
+    let state = web::Data::new(AppState::new(pool, settings, Arc::new(SystemClock)));
+    let io = |e: std::io::Error| Error::Config(format!("cannot serve on {bind}: {e}"));
+    actix_web::rt::System::new().block_on(async {
+        let server = HttpServer::new(move || keyward::app(state.clone()))
+            .bind(&bind)
+            .map_err(io)?;
+        log::info!("keyward listening on http://{bind}");
+        server.run().await.map_err(io)
+    })
+}
