@@ -1,0 +1,9 @@
+//! Integration tests: every test drives the real `App` (or the real binary)
+//! against a fresh database, on SQLite and, when configured, PostgreSQL.
+
+mod common;
+
+mod auth;
+mod v1_keys;
+mod cli;
+mod ops;

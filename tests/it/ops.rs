@@ -1,0 +1,1 @@
+//! Operational endpoints and the error rendering every route shares.

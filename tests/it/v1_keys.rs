@@ -1,0 +1,1 @@
+//! `/v1/user-api-keys` (API.md section 4).
