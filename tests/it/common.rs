@@ -74,7 +74,8 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Cleanup::Postgres { admin_url, schema } = self {
             if let Ok(mut conn) = PgConnection::establish(admin_url) {
-                let _ = diesel::sql_query(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut conn);
+                let _ = diesel::sql_query(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .execute(&mut conn);
             }
         }
     }
@@ -121,8 +122,11 @@ impl TestApp {
     pub fn postgres() -> Option<Self> {
         let admin_url = std::env::var(POSTGRES_ENV).ok().filter(|u| !u.is_empty())?;
         let schema = format!("kw_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::establish(&admin_url).expect("connect to the PostgreSQL test database");
-        diesel::sql_query(format!("CREATE SCHEMA {schema}")).execute(&mut conn).unwrap();
+        let mut conn =
+            PgConnection::establish(&admin_url).expect("connect to the PostgreSQL test database");
+        diesel::sql_query(format!("CREATE SCHEMA {schema}"))
+            .execute(&mut conn)
+            .unwrap();
         let sep = if admin_url.contains('?') { '&' } else { '?' };
         let url = format!("{admin_url}{sep}options=-csearch_path%3D{schema}");
         Some(Self::open(url, Cleanup::Postgres { admin_url, schema }))
@@ -133,18 +137,31 @@ impl TestApp {
     }
 
     fn with_settings(settings: Settings, cleanup: Cleanup) -> Self {
-        let pool = db::connect(&DatabaseUrl::parse(&settings.database_url).unwrap(), settings.pool_size).unwrap();
+        let pool = db::connect(
+            &DatabaseUrl::parse(&settings.database_url).unwrap(),
+            settings.pool_size,
+        )
+        .unwrap();
         let clock = ManualClock::new(noon());
         let database_url = settings.database_url.clone();
         let state = web::Data::new(AppState::new(pool, settings, Arc::new(clock.clone())));
-        Self { state, clock, database_url, _cleanup: cleanup }
+        Self {
+            state,
+            clock,
+            database_url,
+            _cleanup: cleanup,
+        }
     }
 
     /// The same database, served by an app with other settings (a pinned tenant, say).
     pub fn reconfigured(&self, change: impl FnOnce(&mut Settings)) -> web::Data<AppState> {
         let mut settings = (*self.state.settings).clone();
         change(&mut settings);
-        web::Data::new(AppState::new(self.state.pool.clone(), settings, Arc::new(self.clock.clone())))
+        web::Data::new(AppState::new(
+            self.state.pool.clone(),
+            settings,
+            Arc::new(self.clock.clone()),
+        ))
     }
 
     pub fn conn(&self) -> impl std::ops::DerefMut<Target = DbConnection> {
@@ -172,7 +189,13 @@ impl TestApp {
         users::create(&mut self.conn(), &tenant.id, new, self.now()).unwrap()
     }
 
-    pub fn key_until(&self, tenant: &Tenant, user: &User, scopes: &[Scope], last_day: NaiveDate) -> (ApiKey, String) {
+    pub fn key_until(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        scopes: &[Scope],
+        last_day: NaiveDate,
+    ) -> (ApiKey, String) {
         let new = NewKey {
             user_id: user.id.clone(),
             name: format!("key of {}", user.email),
@@ -205,7 +228,12 @@ impl TestApp {
         let bytes = test::read_body(res).await;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, body, text }
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn send(&self, req: test::TestRequest) -> Reply {
@@ -213,7 +241,14 @@ impl TestApp {
     }
 
     /// `method path` as the holder of `key` in `tenant`, with an optional JSON body.
-    pub async fn call(&self, method: Method, path: &str, tenant: &str, key: &str, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        tenant: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = test::TestRequest::default().method(method).uri(path);
         if !tenant.is_empty() {
             req = req.insert_header(("tenant", tenant));
@@ -272,7 +307,18 @@ impl World {
         let beta_admin = app.user(&beta, "admin@beta.test", &[users::ADMINISTRATORS]);
         let beta_key = app.key(&beta, &beta_admin, &Scope::ALL);
         app.clock.advance(chrono::TimeDelta::seconds(1));
-        Self { acme, admin, admin_key, alice, alice_key, bob, bob_key, beta, beta_admin, beta_key }
+        Self {
+            acme,
+            admin,
+            admin_key,
+            alice,
+            alice_key,
+            bob,
+            bob_key,
+            beta,
+            beta_admin,
+            beta_key,
+        }
     }
 
     pub fn admin_secret(&self) -> &str {
@@ -283,9 +329,15 @@ impl World {
 /// Asserts a `/v1` problem-details body exactly (bar `traceId`, which must equal `x-request-id`).
 pub fn assert_problem(reply: &Reply, status: u16, kind: &str, title: &str, errors: Option<Value>) {
     assert_eq!(reply.status.as_u16(), status, "{}", reply.text);
-    assert_eq!(reply.header("content-type"), Some("application/problem+json"), "{}", reply.text);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json"),
+        "{}",
+        reply.text
+    );
     let trace = reply.header("x-request-id").expect("x-request-id");
-    let mut expected = serde_json::json!({"type": kind, "title": title, "status": status, "traceId": trace});
+    let mut expected =
+        serde_json::json!({"type": kind, "title": title, "status": status, "traceId": trace});
     if let Some(errors) = errors {
         expected["errors"] = errors;
     }
@@ -300,12 +352,24 @@ pub const VALIDATION: &str = "One or more validation errors occurred";
 
 /// The exact 401 of `field` with `message`.
 pub fn assert_401(reply: &Reply, field: &str, message: &str) {
-    assert_problem(reply, 401, T401, VALIDATION, Some(serde_json::json!({ field: [message] })));
+    assert_problem(
+        reply,
+        401,
+        T401,
+        VALIDATION,
+        Some(serde_json::json!({ field: [message] })),
+    );
 }
 
 /// The exact 400 naming `field` with `message`.
 pub fn assert_400(reply: &Reply, field: &str, message: &str) {
-    assert_problem(reply, 400, T400, VALIDATION, Some(serde_json::json!({ field: [message] })));
+    assert_problem(
+        reply,
+        400,
+        T400,
+        VALIDATION,
+        Some(serde_json::json!({ field: [message] })),
+    );
 }
 
 pub fn assert_403(reply: &Reply, title: &str) {

@@ -4,6 +4,6 @@
 mod common;
 
 mod auth;
-mod v1_keys;
 mod cli;
 mod ops;
+mod v1_keys;

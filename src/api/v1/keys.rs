@@ -156,7 +156,12 @@ fn parse_expiration_date(raw: &str) -> Option<NaiveDate> {
 fn new_key(body: &JsonObject) -> Result<NewKey, Error> {
     let mut errors = FieldErrors::new();
     let name = match body.get("name") {
-        Some(Value::String(name)) => Some(name.clone()),
+        Some(Value::String(name)) => {
+            if let Err(message) = keys::check_name(name) {
+                push(&mut errors, "name", message);
+            }
+            Some(name.clone())
+        }
         Some(_) => {
             push(&mut errors, "name", "Name must be a string.");
             None
