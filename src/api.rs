@@ -4,6 +4,7 @@
 //! result to the dialect. Errors are rendered in one place, [`context`].
 
 pub mod context;
+pub mod estuary;
 pub mod input;
 pub mod ops;
 pub mod v1;
@@ -15,6 +16,12 @@ use crate::error::Error;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
     v1::configure(cfg);
+    estuary::configure(cfg);
+}
+
+/// ISO-8601 UTC, second precision, `Z` suffix: how both dialects show instants.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Any route that does not exist.

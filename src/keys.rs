@@ -69,6 +69,8 @@ pub struct ApiKey {
     pub id: String,
     pub user_id: String,
     pub name: String,
+    /// SHA-256 of the secret, base64url (Estuary's `tokenHash`). Never the secret.
+    pub token_hash: String,
     pub scopes: Vec<Scope>,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -98,6 +100,7 @@ struct KeyRow {
     id: String,
     user_id: String,
     name: String,
+    secret_hash: String,
     scopes: String,
     expires_at: NaiveDateTime,
     created_at: NaiveDateTime,
@@ -112,6 +115,7 @@ impl From<KeyRow> for ApiKey {
             id: row.id,
             user_id: row.user_id,
             name: row.name,
+            token_hash: row.secret_hash,
             scopes: decode_scopes(&row.scopes),
             expires_at: row.expires_at.and_utc(),
             created_at: row.created_at.and_utc(),
@@ -264,6 +268,7 @@ fn insert(
             id: Uuid::now_v7().to_string(),
             user_id: new.user_id,
             name: new.name,
+            token_hash: secret.hash(),
             scopes: new.scopes,
             expires_at,
             created_at: now,
@@ -277,7 +282,7 @@ fn insert(
                 api_keys::id.eq(&key.id),
                 api_keys::user_id.eq(&key.user_id),
                 api_keys::name.eq(&key.name),
-                api_keys::secret_hash.eq(secret.hash()),
+                api_keys::secret_hash.eq(&key.token_hash),
                 api_keys::scopes.eq(encode_scopes(&key.scopes)),
                 api_keys::expires_at.eq(expires_at.naive_utc()),
                 api_keys::created_at.eq(now.naive_utc()),
@@ -407,55 +412,132 @@ pub fn get_for(
     now: DateTime<Utc>,
 ) -> Result<ApiKey, Error> {
     caller.require_scope(Scope::UserKeyManagement)?;
-    find_live(conn, &caller.tenant.id, id, now)?
+    find_live(conn, &caller.tenant.id, &KeyRef::Id(id.to_owned()), now)?
         .filter(|key| caller.may_act_for(&key.user_id))
         .ok_or(Error::NotFound)
 }
 
-/// Revokes the key `id` as `caller`; it is rejected from the next request on.
-/// A key the caller may not see is [`Error::NotFound`], like one that does not exist.
+/// How a request names a key: by id, or by the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    Id(String),
+    Hash(String),
+}
+
+/// Revokes the key `id` as `caller` (its owner, or an Administrator); it is
+/// rejected from the next request on. A key the caller may not see is
+/// [`Error::NotFound`], like one that does not exist.
 pub fn revoke_for(
     conn: &mut DbConnection,
     caller: &Caller,
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    caller.require_scope(Scope::UserKeyManagement)?;
-    crate::db::write_transaction(conn, |conn| {
-        let key = find_live(conn, &caller.tenant.id, id, now)?
-            .filter(|key| caller.may_act_for(&key.user_id))
-            .ok_or(Error::NotFound)?;
-        revoke(conn, &caller.tenant.id, &key.id, now)
+    revoke_visible(conn, caller, &KeyRef::Id(id.to_owned()), now, |key| {
+        caller.may_act_for(&key.user_id)
     })
 }
 
-fn revoke(
+/// Revokes one of the caller's own keys, named by id or hash.
+pub fn revoke_own(
     conn: &mut DbConnection,
-    tenant_id: &str,
-    id: &str,
+    caller: &Caller,
+    key: &KeyRef,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let now = now.naive_utc();
-    diesel::update(
-        api_keys::table.filter(api_keys::tenant_id.eq(tenant_id).and(api_keys::id.eq(id))),
-    )
-    .set((api_keys::revoked_at.eq(now), api_keys::updated_at.eq(now)))
-    .execute(conn)?;
-    Ok(())
+    revoke_visible(conn, caller, key, now, |key| key.user_id == caller.user_id)
 }
 
-/// The key `id` of the tenant unless it is revoked (as of `now`).
+fn revoke_visible(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    key: &KeyRef,
+    now: DateTime<Utc>,
+    visible: impl Fn(&ApiKey) -> bool,
+) -> Result<(), Error> {
+    caller.require_scope(Scope::UserKeyManagement)?;
+    crate::db::write_transaction(conn, |conn| {
+        let key = find_live(conn, &caller.tenant.id, key, now)?
+            .filter(|key| visible(key))
+            .ok_or(Error::NotFound)?;
+        let now = now.naive_utc();
+        diesel::update(
+            api_keys::table.filter(
+                api_keys::tenant_id
+                    .eq(&caller.tenant.id)
+                    .and(api_keys::id.eq(&key.id)),
+            ),
+        )
+        .set((api_keys::revoked_at.eq(now), api_keys::updated_at.eq(now)))
+        .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// The key of the tenant named by `key`, unless it is revoked (as of `now`).
 pub fn find_live(
     conn: &mut DbConnection,
     tenant_id: &str,
-    id: &str,
+    key: &KeyRef,
     now: DateTime<Utc>,
 ) -> Result<Option<ApiKey>, Error> {
-    let key = api_keys::table
-        .filter(api_keys::tenant_id.eq(tenant_id).and(api_keys::id.eq(id)))
+    let mut query = api_keys::table
+        .filter(api_keys::tenant_id.eq(tenant_id))
         .select(KeyRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(ApiKey::from);
+        .into_boxed::<MultiBackend>();
+    query = match key {
+        KeyRef::Id(id) => query.filter(api_keys::id.eq(id)),
+        KeyRef::Hash(hash) => query.filter(api_keys::secret_hash.eq(hash)),
+    };
+    let key = query.first(conn).optional()?.map(ApiKey::from);
     Ok(key.filter(|k| !k.is_revoked(now)))
+}
+
+/// Every key the user ever had, revoked ones included, oldest first.
+pub fn all_of_user(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    user_id: &str,
+) -> Result<Vec<ApiKey>, Error> {
+    Ok(api_keys::table
+        .filter(
+            api_keys::tenant_id
+                .eq(tenant_id)
+                .and(api_keys::user_id.eq(user_id)),
+        )
+        .order((api_keys::created_at.asc(), api_keys::id.asc()))
+        .select(KeyRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(ApiKey::from)
+        .collect())
+}
+
+/// Counts of one user's keys. Every key is in exactly one of active, expired
+/// and revoked, so they add up to `total`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyStats {
+    pub total: u64,
+    pub active: u64,
+    pub expired: u64,
+    pub revoked: u64,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl KeyStats {
+    pub fn of(keys: &[ApiKey], now: DateTime<Utc>) -> Self {
+        let mut stats = KeyStats::default();
+        for key in keys {
+            stats.total += 1;
+            if key.is_revoked(now) {
+                stats.revoked += 1;
+            } else if key.is_expired(now) {
+                stats.expired += 1;
+            } else {
+                stats.active += 1;
+            }
+            stats.last_used_at = stats.last_used_at.max(key.last_used_at);
+        }
+        stats
+    }
 }

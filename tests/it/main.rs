@@ -7,5 +7,6 @@ mod common;
 
 mod auth;
 mod cli;
+mod estuary;
 mod ops;
 mod v1_keys;

@@ -302,7 +302,7 @@ both_backends! {
         assert_eq!(reply.status, 200);
         assert_401(&app.get(LIST, "acme", &w.bob_key.1).await, "x-key", "Invalid API key");
         // The row is kept, revoked.
-        let kept = keyward::keys::find_live(&mut app.conn(), &w.acme.id, &key.id, app.now()).unwrap();
+        let kept = keyward::keys::find_live(&mut app.conn(), &w.acme.id, &keyward::keys::KeyRef::Id(key.id.clone()), app.now()).unwrap();
         assert!(kept.is_none());
     }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::input::{parse_uuid, JsonObject, QueryParams};
+use crate::api::timestamp;
 use crate::auth::Caller;
 use crate::error::{Error, FieldErrors};
 use crate::keys::{
@@ -40,11 +41,6 @@ pub struct KeyView<'a> {
     created_on: String,
     updated_on: Option<String>,
     scopes: &'a [Scope],
-}
-
-/// ISO-8601 UTC, second precision, `Z` suffix.
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 impl<'a> From<&'a ApiKey> for KeyView<'a> {
