@@ -7,11 +7,12 @@
 pub mod secret;
 
 use actix_web::http::header::HeaderMap;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use futures_util::future::LocalBoxFuture;
 
+use crate::api::context::RequestId;
 use crate::db::DbConnection;
 use crate::error::Error;
 use crate::keys::{decode_scopes, Scope};
@@ -28,6 +29,15 @@ pub struct Caller {
     pub roles: Vec<String>,
     pub key_id: String,
     pub scopes: Vec<Scope>,
+    /// Where the request came from, for the audit log.
+    pub origin: Origin,
+}
+
+/// The request a caller made: its id and the client's address.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub request_id: Option<String>,
+    pub ip: Option<String>,
 }
 
 impl Caller {
@@ -193,6 +203,7 @@ pub fn authenticate(
         roles: decode_roles(&roles),
         key_id,
         scopes: decode_scopes(&scopes),
+        origin: Origin::default(),
     })
 }
 
@@ -205,6 +216,10 @@ impl FromRequest for Caller {
         let credentials = state
             .as_ref()
             .map(|state| Credentials::from_headers(req.headers(), state.settings.pinned_tenant()));
+        let origin = Origin {
+            request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
+            ip: req.peer_addr().map(|addr| addr.ip().to_string()),
+        };
         Box::pin(async move {
             let (state, credentials) = match (state, credentials) {
                 (Some(state), Some(credentials)) => (state, credentials?),
@@ -212,9 +227,12 @@ impl FromRequest for Caller {
             };
             let now = state.clock.now();
             let settings = state.settings.clone();
-            state
+            let mut caller = state
                 .db(move |conn| authenticate(conn, &credentials, &settings.key_prefix, now))
-                .await
+                .await?;
+            caller.origin = origin;
+            state.usage.record(&caller.tenant.id, &caller.key_id, now);
+            Ok(caller)
         })
     }
 }

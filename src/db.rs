@@ -88,7 +88,8 @@ pub fn migrate(conn: &mut DbConnection) -> Result<usize, Error> {
     applied.map_err(|e| Error::Migration(e.to_string()))
 }
 
-/// Runs `f` in a transaction that may write. On SQLite it begins `IMMEDIATE`,
+/// Runs `f` in a transaction that may write (a savepoint when one is already
+/// open). On SQLite the outermost one begins `IMMEDIATE`,
 /// taking the write lock up front: a deferred transaction that reads and then
 /// writes fails at once with SQLITE_BUSY when another writer got there first,
 /// instead of waiting out `busy_timeout`.
@@ -97,11 +98,15 @@ pub fn write_transaction<T>(
     f: impl FnOnce(&mut DbConnection) -> Result<T, Error>,
 ) -> Result<T, Error> {
     type Manager = <DbConnection as Connection>::TransactionManager;
+    let outermost = Manager::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .is_none();
     match conn {
-        DbConnection::Sqlite(c) => {
+        DbConnection::Sqlite(c) if outermost => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
         }
-        DbConnection::Postgres(_) => Manager::begin_transaction(conn)?,
+        // Nested: a savepoint inside the enclosing transaction.
+        _ => Manager::begin_transaction(conn)?,
     }
     match f(conn) {
         Ok(value) => {

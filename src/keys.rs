@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::audit::{self, Action, Actor, Target};
 use crate::auth::secret::Secret;
 use crate::auth::Caller;
 use crate::db::{DbConnection, MultiBackend};
@@ -182,10 +183,13 @@ impl Expiry {
 
 /// A key name is 3 to 255 characters.
 pub fn check_name(name: &str) -> Result<(), &'static str> {
-    if (3..=255).contains(&name.chars().count()) {
-        Ok(())
-    } else {
+    if !(3..=255).contains(&name.chars().count()) {
         Err("Name must be between 3 and 255 characters.")
+    } else if name.chars().any(char::is_control) {
+        // PostgreSQL text cannot hold NUL, and no name needs a control character.
+        Err("Name must not contain control characters.")
+    } else {
+        Ok(())
     }
 }
 
@@ -237,7 +241,7 @@ pub fn create(
     now: DateTime<Utc>,
 ) -> Result<(ApiKey, Secret), Error> {
     let expires_at = new.validate(tenant, now)?;
-    insert(conn, tenant, new, expires_at, prefix, now)
+    insert(conn, tenant, new, expires_at, prefix, now, &Actor::cli())
 }
 
 fn insert(
@@ -247,6 +251,7 @@ fn insert(
     expires_at: DateTime<Utc>,
     prefix: &str,
     now: DateTime<Utc>,
+    actor: &Actor,
 ) -> Result<(ApiKey, Secret), Error> {
     new.scopes.sort();
     new.scopes.dedup();
@@ -288,6 +293,19 @@ fn insert(
                 api_keys::created_at.eq(now.naive_utc()),
             ))
             .execute(conn)?;
+        let target = Target {
+            id: &key.id,
+            user_id: &key.user_id,
+        };
+        audit::record(
+            conn,
+            &tenant.id,
+            actor,
+            Action::KeyCreated,
+            target,
+            None,
+            now,
+        )?;
         Ok((key, secret))
     })
 }
@@ -313,7 +331,15 @@ pub fn create_for(
             "A key cannot grant a scope the calling key lacks",
         ));
     }
-    insert(conn, &caller.tenant, new, expires_at, prefix, now)
+    insert(
+        conn,
+        &caller.tenant,
+        new,
+        expires_at,
+        prefix,
+        now,
+        &Actor::from(caller),
+    )
 }
 
 /// Paging of a listing: at most `take` keys after the key `start_with`.
@@ -326,17 +352,36 @@ pub struct Page {
 /// The accepted range of `take`.
 pub const TAKE_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 
+/// Whether a listed key has expired, as of the listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Active,
+    Expired,
+}
+
+/// Which keys a listing holds. Revoked keys are never listed.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    /// One user's keys; all of the tenant's when `None`.
+    pub user_id: Option<String>,
+    pub state: Option<KeyState>,
+    /// Keys whose last valid instant is before 00:00Z of this date.
+    pub expires_before: Option<NaiveDate>,
+    /// Keys last used before 00:00Z of this date, or never.
+    pub last_used_before: Option<NaiveDate>,
+}
+
 /// Lists the keys that are not revoked, oldest first, of one user or of the
 /// whole tenant. Only Administrators may list another user's keys or all keys.
 pub fn list_for(
     conn: &mut DbConnection,
     caller: &Caller,
-    user_id: Option<&str>,
+    filter: &KeyFilter,
     page: &Page,
     now: DateTime<Utc>,
 ) -> Result<Vec<ApiKey>, Error> {
     caller.require_scope(Scope::UserKeyManagement)?;
-    match user_id {
+    match filter.user_id.as_deref() {
         None => caller.require_admin("Only Administrators may list every key")?,
         Some(id) if id != caller.user_id => {
             caller.require_admin("Only Administrators may list other users' keys")?;
@@ -346,13 +391,17 @@ pub fn list_for(
         }
         Some(_) => {}
     }
-    list(conn, &caller.tenant.id, user_id, page, now)
+    list(conn, &caller.tenant.id, filter, page, now)
+}
+
+fn midnight(date: NaiveDate) -> NaiveDateTime {
+    date.and_time(chrono::NaiveTime::MIN)
 }
 
 fn list(
     conn: &mut DbConnection,
     tenant_id: &str,
-    user_id: Option<&str>,
+    filter: &KeyFilter,
     page: &Page,
     now: DateTime<Utc>,
 ) -> Result<Vec<ApiKey>, Error> {
@@ -367,8 +416,25 @@ fn list(
         .select(KeyRow::as_select())
         .order((api_keys::created_at.asc(), api_keys::id.asc()))
         .into_boxed::<MultiBackend>();
-    if let Some(user_id) = user_id {
+    if let Some(user_id) = &filter.user_id {
         query = query.filter(api_keys::user_id.eq(user_id));
+    }
+    match filter.state {
+        Some(KeyState::Active) => query = query.filter(api_keys::expires_at.gt(now)),
+        Some(KeyState::Expired) => query = query.filter(api_keys::expires_at.le(now)),
+        None => {}
+    }
+    if let Some(date) = filter.expires_before {
+        // expires_at is the first invalid instant, so the last valid one is
+        // before midnight exactly when expires_at is at or before it.
+        query = query.filter(api_keys::expires_at.le(midnight(date)));
+    }
+    if let Some(date) = filter.last_used_before {
+        query = query.filter(
+            api_keys::last_used_at
+                .is_null()
+                .or(api_keys::last_used_at.lt(midnight(date))),
+        );
     }
     if let Some(start_with) = &page.start_with {
         // The cursor must be a key of this listing (revoked ones too, so a page
@@ -381,7 +447,7 @@ fn list(
             )
             .select((api_keys::created_at, api_keys::id))
             .into_boxed::<MultiBackend>();
-        if let Some(user_id) = user_id {
+        if let Some(user_id) = &filter.user_id {
             cursor = cursor.filter(api_keys::user_id.eq(user_id));
         }
         let cursor: Option<(NaiveDateTime, String)> = cursor.first(conn).optional()?;
@@ -402,6 +468,103 @@ fn list(
         .into_iter()
         .map(ApiKey::from)
         .collect())
+}
+
+/// The longest grace window of a rotation: one week.
+pub const MAX_GRACE_SECONDS: i64 = 604_800;
+
+/// How to rotate a key.
+#[derive(Debug, Clone, Default)]
+pub struct Rotation {
+    /// How long the old key keeps working (0..=[`MAX_GRACE_SECONDS`]).
+    pub grace_seconds: i64,
+    /// The new key's last day; the old key's expiry (capped by the policy) if `None`.
+    pub expiration_date: Option<NaiveDate>,
+}
+
+/// Replaces the key `id` with a new one of the same user, name and scopes. The
+/// old key works for the grace window and is then revoked. An unknown, revoked
+/// or invisible key is [`Error::NotFound`].
+pub fn rotate_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    id: &str,
+    rotation: &Rotation,
+    prefix: &str,
+    now: DateTime<Utc>,
+) -> Result<(ApiKey, Secret), Error> {
+    caller.require_scope(Scope::UserKeyManagement)?;
+    if !(0..=MAX_GRACE_SECONDS).contains(&rotation.grace_seconds) {
+        return Err(Error::invalid(
+            "grace_seconds",
+            "grace_seconds must be an integer from 0 to 604800.",
+        ));
+    }
+    let tenant = &caller.tenant;
+    crate::db::write_transaction(conn, |conn| {
+        let old = find_live(conn, &tenant.id, &KeyRef::Id(id.to_owned()), now)?
+            .filter(|key| caller.may_act_for(&key.user_id))
+            .ok_or(Error::NotFound)?;
+        if old.scopes.iter().any(|s| !caller.scopes.contains(s)) {
+            return Err(Error::Forbidden(
+                "A key cannot grant a scope the calling key lacks",
+            ));
+        }
+        let expiry_error = |message: String| Error::invalid("expiration_date", &message);
+        let expires_at = match rotation.expiration_date {
+            Some(date) => Expiry::EndOfDay(date)
+                .resolve(tenant, now)
+                .map_err(expiry_error)?,
+            None => {
+                let cap = Expiry::longest(tenant, now)
+                    .resolve(tenant, now)
+                    .map_err(expiry_error)?;
+                let at = old.expires_at.min(cap);
+                if at <= now {
+                    return Err(expiry_error(
+                        "The key has expired; give the new key an expiration_date.".into(),
+                    ));
+                }
+                at
+            }
+        };
+        let new = NewKey {
+            user_id: old.user_id.clone(),
+            name: old.name.clone(),
+            expiry: Expiry::At(expires_at),
+            scopes: old.scopes.clone(),
+        };
+        let actor = Actor::from(caller);
+        let (key, secret) = insert(conn, tenant, new, expires_at, prefix, now, &actor)?;
+        let grace_ends = now + TimeDelta::seconds(rotation.grace_seconds);
+        let revoked_at = old.revoked_at.map_or(grace_ends, |at| at.min(grace_ends));
+        diesel::update(
+            api_keys::table.filter(
+                api_keys::tenant_id
+                    .eq(&tenant.id)
+                    .and(api_keys::id.eq(&old.id)),
+            ),
+        )
+        .set((
+            api_keys::revoked_at.eq(revoked_at.naive_utc()),
+            api_keys::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+        let target = Target {
+            id: &old.id,
+            user_id: &old.user_id,
+        };
+        audit::record(
+            conn,
+            &tenant.id,
+            &actor,
+            Action::KeyRotated,
+            target,
+            Some(&key.id),
+            now,
+        )?;
+        Ok((key, secret))
+    })
 }
 
 /// The key `id` of the caller's tenant if it is not revoked and the caller may see it.
@@ -460,7 +623,6 @@ fn revoke_visible(
         let key = find_live(conn, &caller.tenant.id, key, now)?
             .filter(|key| visible(key))
             .ok_or(Error::NotFound)?;
-        let now = now.naive_utc();
         diesel::update(
             api_keys::table.filter(
                 api_keys::tenant_id
@@ -468,9 +630,24 @@ fn revoke_visible(
                     .and(api_keys::id.eq(&key.id)),
             ),
         )
-        .set((api_keys::revoked_at.eq(now), api_keys::updated_at.eq(now)))
+        .set((
+            api_keys::revoked_at.eq(now.naive_utc()),
+            api_keys::updated_at.eq(now.naive_utc()),
+        ))
         .execute(conn)?;
-        Ok(())
+        let target = Target {
+            id: &key.id,
+            user_id: &key.user_id,
+        };
+        audit::record(
+            conn,
+            &caller.tenant.id,
+            &Actor::from(caller),
+            Action::KeyRevoked,
+            target,
+            None,
+            now,
+        )
     })
 }
 

@@ -5,6 +5,7 @@
 //! `api::estuary` for Estuary's user API) and from the command line (`main.rs`).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod keys;
 pub mod schema;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 
 use std::sync::Arc;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub pool: DbPool,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
+    /// Last-used times waiting to be written.
+    pub usage: usage::UsageRecorder,
 }
 
 impl AppState {
@@ -42,7 +46,15 @@ impl AppState {
             pool,
             settings: Arc::new(settings),
             clock,
+            usage: usage::UsageRecorder::default(),
         }
+    }
+
+    /// Writes the queued last-used times.
+    pub async fn flush_usage(self: &Arc<Self>) -> Result<usize, Error> {
+        let state = Arc::clone(self);
+        let now = self.clock.now();
+        self.db(move |conn| state.usage.flush(conn, now)).await
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool, off the

@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
+use keyward::audit::Actor;
 use keyward::clock::{Clock, SystemClock};
 use keyward::config::{DatabaseUrl, Settings};
 use keyward::db::{self, DbConnection};
@@ -203,6 +204,7 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
                 &tenant.id,
                 users::NewUser { email, name, roles },
                 now,
+                &Actor::cli(),
             )?;
             json!({ "id": user.id, "tenant": tenant.name, "email": user.email, "name": user.name, "roles": user.roles })
         }
@@ -285,6 +287,7 @@ fn bootstrap(
                 roles: vec![users::ADMINISTRATORS.to_owned()],
             },
             now,
+            &Actor::cli(),
         )?,
     };
     let new = NewKey {
@@ -303,10 +306,36 @@ fn serve(settings: Settings) -> Result<(), Error> {
     let state = web::Data::new(AppState::new(pool, settings, Arc::new(SystemClock)));
     let io = |e: std::io::Error| Error::Config(format!("cannot serve on {bind}: {e}"));
     actix_web::rt::System::new().block_on(async {
-        let server = HttpServer::new(move || keyward::app(state.clone()))
+        let app_state = state.clone();
+        // On SIGINT/SIGTERM actix stops accepting and lets in-flight requests finish.
+        let server = HttpServer::new(move || keyward::app(app_state.clone()))
             .bind(&bind)
-            .map_err(io)?;
+            .map_err(io)?
+            .shutdown_timeout(30)
+            .run();
         log::info!("keyward listening on http://{bind}");
-        server.run().await.map_err(io)
+        let state = state.into_inner();
+        let flusher = {
+            let state = Arc::clone(&state);
+            actix_web::rt::spawn(async move {
+                let mut every = actix_web::rt::time::interval(USAGE_FLUSH_INTERVAL);
+                loop {
+                    every.tick().await;
+                    if let Err(e) = state.flush_usage().await {
+                        log::warn!("could not record last-used times: {e}");
+                    }
+                }
+            })
+        };
+        let served = server.await.map_err(io);
+        flusher.abort();
+        match state.flush_usage().await {
+            Ok(n) => log::info!("stopped; recorded the last use of {n} keys"),
+            Err(e) => log::warn!("stopped; could not record last-used times: {e}"),
+        }
+        served
     })
 }
+
+/// How often queued last-used times are written (each key at most once a minute).
+const USAGE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);

@@ -42,3 +42,21 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(tenants, users, api_keys);
+
+diesel::table! {
+    audit_events (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        at -> Timestamp,
+        action -> Text,
+        actor_user_id -> Nullable<Text>,
+        actor_key_id -> Nullable<Text>,
+        target_id -> Text,
+        target_user_id -> Text,
+        new_key_id -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(api_keys, audit_events);

@@ -4,8 +4,11 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::db::DbConnection;
+use crate::audit::{self, Action, Actor, Target};
+use crate::auth::Caller;
+use crate::db::{DbConnection, MultiBackend};
 use crate::error::Error;
+use crate::keys::{Page, Scope};
 use crate::schema::users;
 
 /// The role that authorizes acting on other users.
@@ -84,6 +87,23 @@ pub fn validate_roles(roles: &[String]) -> Result<Vec<String>, Error> {
     Ok(out)
 }
 
+/// A user's name: 1 to 255 characters, no control characters.
+fn check_user_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(Error::invalid(
+            "name",
+            "Name must be between 1 and 255 characters.",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "name",
+            "Name must not contain control characters.",
+        ));
+    }
+    Ok(())
+}
+
 /// What it takes to make a user.
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -108,11 +128,13 @@ fn valid_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Creates a user; `actor` is recorded in the audit log.
 pub fn create(
     conn: &mut DbConnection,
     tenant_id: &str,
     new: NewUser,
     now: DateTime<Utc>,
+    actor: &Actor,
 ) -> Result<User, Error> {
     let email = normalize_email(&new.email);
     if !valid_email(&email) {
@@ -122,12 +144,7 @@ pub fn create(
         ));
     }
     let name = new.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 255 {
-        return Err(Error::invalid(
-            "name",
-            "Name must be between 1 and 255 characters.",
-        ));
-    }
+    check_user_name(&name)?;
     let roles = validate_roles(&new.roles)?;
     crate::db::write_transaction(conn, |conn| {
         if find_by_email(conn, tenant_id, &email)?.is_some() {
@@ -155,6 +172,19 @@ pub fn create(
                 users::created_at.eq(now.naive_utc()),
             ))
             .execute(conn)?;
+        let target = Target {
+            id: &user.id,
+            user_id: &user.id,
+        };
+        audit::record(
+            conn,
+            tenant_id,
+            actor,
+            Action::UserCreated,
+            target,
+            None,
+            now,
+        )?;
         Ok(user)
     })
 }
@@ -195,4 +225,180 @@ pub fn find_by_id_or_email(
         Ok(id) => find(conn, tenant_id, &id.to_string()),
         Err(_) => find_by_email(conn, tenant_id, id_or_email),
     }
+}
+
+/// User administration needs the `user_management` scope and the `Administrators` role.
+fn require_user_admin(caller: &Caller) -> Result<(), Error> {
+    caller.require_scope(Scope::UserManagement)?;
+    caller.require_admin("Only Administrators may administer users")
+}
+
+/// How many users a listing returns when `take` is not given.
+pub const DEFAULT_TAKE: u32 = 100;
+
+/// The tenant's users, deactivated ones included, oldest first.
+pub fn list_for(conn: &mut DbConnection, caller: &Caller, page: &Page) -> Result<Vec<User>, Error> {
+    require_user_admin(caller)?;
+    let tenant_id = &caller.tenant.id;
+    let mut query = users::table
+        .filter(users::tenant_id.eq(tenant_id))
+        .select(UserRow::as_select())
+        .order((users::created_at.asc(), users::id.asc()))
+        .limit(i64::from(page.take.unwrap_or(DEFAULT_TAKE)))
+        .into_boxed::<MultiBackend>();
+    if let Some(start_with) = &page.start_with {
+        let cursor: Option<(NaiveDateTime, String)> = users::table
+            .filter(users::tenant_id.eq(tenant_id).and(users::id.eq(start_with)))
+            .select((users::created_at, users::id))
+            .first(conn)
+            .optional()?;
+        let (created_at, id) = cursor.ok_or_else(|| {
+            Error::invalid("start_with", "No user with this ID is in the listing.")
+        })?;
+        query = query.filter(
+            users::created_at
+                .gt(created_at)
+                .or(users::created_at.eq(created_at).and(users::id.gt(id))),
+        );
+    }
+    Ok(query
+        .load::<UserRow>(conn)?
+        .into_iter()
+        .map(User::from)
+        .collect())
+}
+
+pub fn create_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    new: NewUser,
+    now: DateTime<Utc>,
+) -> Result<User, Error> {
+    require_user_admin(caller)?;
+    create(conn, &caller.tenant.id, new, now, &Actor::from(caller))
+}
+
+pub fn get_for(conn: &mut DbConnection, caller: &Caller, id: &str) -> Result<User, Error> {
+    require_user_admin(caller)?;
+    find(conn, &caller.tenant.id, id)?.ok_or(Error::NotFound)
+}
+
+/// A change to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    pub name: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub active: Option<bool>,
+}
+
+const LAST_ADMIN: &str =
+    "The tenant's last active administrator can be neither demoted nor deactivated";
+
+/// Applies `change` to the user `id`. The tenant's last active administrator
+/// cannot lose the role or be deactivated (409), so a tenant never locks itself out.
+pub fn update_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    id: &str,
+    change: UserChange,
+    now: DateTime<Utc>,
+) -> Result<User, Error> {
+    require_user_admin(caller)?;
+    let name = change.name.map(|n| n.trim().to_owned());
+    if let Some(name) = &name {
+        check_user_name(name)?;
+    }
+    let roles = change.roles.as_deref().map(validate_roles).transpose()?;
+    let tenant_id = &caller.tenant.id;
+    crate::db::write_transaction(conn, |conn| {
+        lock_tenant_admins(conn, tenant_id)?;
+        let mut user = find(conn, tenant_id, id)?.ok_or(Error::NotFound)?;
+        let was_active_admin = user.active && user.is_admin();
+        if let Some(name) = name {
+            user.name = name;
+        }
+        if let Some(roles) = roles {
+            user.roles = roles;
+        }
+        if let Some(active) = change.active {
+            user.active = active;
+        }
+        if was_active_admin
+            && !(user.active && user.is_admin())
+            && count_active_admins(conn, tenant_id)? <= 1
+        {
+            return Err(Error::Conflict(LAST_ADMIN));
+        }
+        user.updated_at = Some(now);
+        diesel::update(
+            users::table.filter(users::tenant_id.eq(tenant_id).and(users::id.eq(&user.id))),
+        )
+        .set((
+            users::name.eq(&user.name),
+            users::roles.eq(encode_roles(&user.roles)),
+            users::active.eq(user.active),
+            users::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+        let action = if change.active == Some(false) {
+            Action::UserDeactivated
+        } else {
+            Action::UserUpdated
+        };
+        let target = Target {
+            id: &user.id,
+            user_id: &user.id,
+        };
+        audit::record(
+            conn,
+            tenant_id,
+            &Actor::from(caller),
+            action,
+            target,
+            None,
+            now,
+        )?;
+        Ok(user)
+    })
+}
+
+/// Deactivates the user `id`: its keys are rejected from the next request on.
+pub fn deactivate_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<User, Error> {
+    update_for(
+        conn,
+        caller,
+        id,
+        UserChange {
+            active: Some(false),
+            ..UserChange::default()
+        },
+        now,
+    )
+}
+
+/// Serializes changes to a tenant's administrators. SQLite's `BEGIN IMMEDIATE`
+/// already holds the database's write lock; PostgreSQL locks the tenant row.
+fn lock_tenant_admins(conn: &mut DbConnection, tenant_id: &str) -> Result<(), Error> {
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(tenant_id)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+fn count_active_admins(conn: &mut DbConnection, tenant_id: &str) -> Result<i64, Error> {
+    // Roles are a JSON array of names; the quotes make the match exact.
+    let pattern = format!("%\"{ADMINISTRATORS}\"%");
+    Ok(users::table
+        .filter(users::tenant_id.eq(tenant_id))
+        .filter(users::active.eq(true))
+        .filter(users::roles.like(pattern))
+        .count()
+        .get_result(conn)?)
 }

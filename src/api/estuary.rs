@@ -13,9 +13,10 @@ use serde_json::json;
 
 use crate::api::input::{parse_uuid, QueryParams};
 use crate::api::timestamp;
+use crate::api::v1::audit::EventView;
 use crate::auth::{secret, Caller};
 use crate::error::Error;
-use crate::keys::{self, ApiKey, Expiry, KeyRef, KeyStats, NewKey, Page, Scope};
+use crate::keys::{self, ApiKey, Expiry, KeyFilter, KeyRef, KeyStats, NewKey, Page, Scope};
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -114,8 +115,11 @@ async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse
     let now = state.clock.now();
     let keys = state
         .db(move |conn| {
-            let own = caller.user_id.clone();
-            keys::list_for(conn, &caller, Some(&own), &Page::default(), now)
+            let own = KeyFilter {
+                user_id: Some(caller.user_id.clone()),
+                ..KeyFilter::default()
+            };
+            keys::list_for(conn, &caller, &own, &Page::default(), now)
         })
         .await?;
     Ok(HttpResponse::Ok().json(
@@ -224,14 +228,16 @@ async fn stats(caller: Caller, state: web::Data<AppState>) -> Result<HttpRespons
 async fn export(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
     let tenant = caller.tenant.clone();
-    let (user, keys) = state
+    let (user, keys, events) = state
         .db(move |conn| {
-            let user = crate::users::find(conn, &caller.tenant.id, &caller.user_id)?
-                .ok_or(Error::KeyInvalid)?;
-            let keys = keys::all_of_user(conn, &caller.tenant.id, &caller.user_id)?;
-            Ok((user, keys))
+            let (tenant_id, user_id) = (&caller.tenant.id, &caller.user_id);
+            let user = crate::users::find(conn, tenant_id, user_id)?.ok_or(Error::KeyInvalid)?;
+            let keys = keys::all_of_user(conn, tenant_id, user_id)?;
+            let events = crate::audit::list(conn, tenant_id, Some(user_id), &Page::default())?;
+            Ok((user, keys, events))
         })
         .await?;
+    let events: Vec<_> = events.iter().map(EventView::from).collect();
     let keys: Vec<_> = keys
         .iter()
         .map(|key| {
@@ -269,6 +275,7 @@ async fn export(caller: Caller, state: web::Data<AppState>) -> Result<HttpRespon
             "updated_on": user.updated_at.map(timestamp),
         },
         "keys": keys,
+        "audit_events": events,
     })))
 }
 

@@ -46,45 +46,72 @@ impl FromRequest for JsonObject {
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or_default());
-        let wrong_type = content_type.is_some_and(|ct| !is_json(ct));
-        let bytes = web::Bytes::from_request(req, payload);
-        Box::pin(async move {
-            if wrong_type {
-                return Err(Error::UnsupportedMediaType);
-            }
-            let bytes = bytes
-                .await
-                .map_err(|e| match e.as_error::<PayloadError>() {
-                    Some(PayloadError::Overflow) => Error::PayloadTooLarge,
-                    _ => Error::invalid("body", "The request body could not be read."),
-                })?;
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Err(Error::invalid(
-                    "body",
-                    "A JSON object is required in the request body.",
-                ));
-            }
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Object(map)) => Ok(JsonObject(map)),
-                Ok(_) => Err(Error::invalid(
-                    "body",
-                    "The request body must be a JSON object.",
-                )),
-                Err(e) => Err(Error::invalid(
-                    "body",
-                    &format!(
-                        "The request body is not valid JSON (line {}, column {}).",
-                        e.line(),
-                        e.column()
-                    ),
-                )),
-            }
-        })
+        read_object(req, payload, false)
     }
+}
+
+/// Like [`JsonObject`], but an empty body reads as `{}` (for bodies whose every
+/// member is optional).
+#[derive(Debug)]
+pub struct OptionalJsonObject(pub JsonObject);
+
+impl FromRequest for OptionalJsonObject {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let object = read_object(req, payload, true);
+        Box::pin(async move { object.await.map(OptionalJsonObject) })
+    }
+}
+
+fn read_object(
+    req: &HttpRequest,
+    payload: &mut actix_web::dev::Payload,
+    empty_is_object: bool,
+) -> LocalBoxFuture<'static, Result<JsonObject, Error>> {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or_default());
+    let wrong_type = content_type.is_some_and(|ct| !is_json(ct));
+    let bytes = web::Bytes::from_request(req, payload);
+    Box::pin(async move {
+        let bytes = bytes
+            .await
+            .map_err(|e| match e.as_error::<PayloadError>() {
+                Some(PayloadError::Overflow) => Error::PayloadTooLarge,
+                _ => Error::invalid("body", "The request body could not be read."),
+            })?;
+        let empty = bytes.iter().all(u8::is_ascii_whitespace);
+        if empty && empty_is_object {
+            return Ok(JsonObject(Map::new()));
+        }
+        if wrong_type {
+            return Err(Error::UnsupportedMediaType);
+        }
+        if empty {
+            return Err(Error::invalid(
+                "body",
+                "A JSON object is required in the request body.",
+            ));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(Error::invalid(
+                "body",
+                "The request body must be a JSON object.",
+            )),
+            Err(e) => Err(Error::invalid(
+                "body",
+                &format!(
+                    "The request body is not valid JSON (line {}, column {}).",
+                    e.line(),
+                    e.column()
+                ),
+            )),
+        }
+    })
 }
 
 /// Query-string parameters, looked up without regard to ASCII case

@@ -1,6 +1,8 @@
 //! BlueDolphin's public API: `/v1/...`, with RFC 9457 problem-details errors.
 
+pub mod audit;
 mod keys;
+mod users;
 
 use std::borrow::Cow;
 
@@ -12,6 +14,8 @@ use crate::error::{Error, FieldErrors};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     keys::configure(cfg);
+    users::configure(cfg);
+    audit::configure(cfg);
 }
 
 /// Titles and `type` links clients see; 400 and 401 share ASP.NET's validation title.

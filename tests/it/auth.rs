@@ -84,7 +84,7 @@ both_backends! {
         let unknown = app.get(LIST, "acme", keyward::auth::secret::Secret::generate("kw").expose()).await;
         assert_401(&foreign, "x-key", "Invalid API key");
         assert_eq!(foreign.body_without_trace(), unknown.body_without_trace());
-        assert_eq!(app.get(LIST, "beta", &w.beta_key.1).await.status, 200);
+        assert_eq!(app.get(LIST, &w.beta.name, &w.beta_key.1).await.status, 200);
     }
 
     async fn a_key_works_through_its_last_day(app: &TestApp) {

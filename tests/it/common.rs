@@ -186,7 +186,14 @@ impl TestApp {
             name: email.to_owned(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
         };
-        users::create(&mut self.conn(), &tenant.id, new, self.now()).unwrap()
+        users::create(
+            &mut self.conn(),
+            &tenant.id,
+            new,
+            self.now(),
+            &keyward::audit::Actor::cli(),
+        )
+        .unwrap()
     }
 
     pub fn key_until(

@@ -51,6 +51,7 @@ both_backends! {
             "created_on": w.alice_key.0.created_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             "updated_on": null,
             "scopes": ["public_api", "user_key_management"],
+            "last_used_on": null,
         }));
     }
 
@@ -165,6 +166,7 @@ both_backends! {
             "created_on": "2026-06-15T12:00:04Z",
             "updated_on": null,
             "scopes": ["public_api"],
+            "last_used_on": null,
             "key": secret,
         }));
         // The secret works, and is never shown again.

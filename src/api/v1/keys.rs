@@ -5,12 +5,13 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::input::{parse_uuid, JsonObject, QueryParams};
+use crate::api::input::{parse_uuid, JsonObject, OptionalJsonObject, QueryParams};
 use crate::api::timestamp;
 use crate::auth::Caller;
 use crate::error::{Error, FieldErrors};
 use crate::keys::{
-    self, ApiKey, Expiry, NewKey, Page, Scope, SCOPES_INVALID, TAKE_RANGE, USER_ID_INVALID,
+    self, ApiKey, Expiry, KeyFilter, KeyState, NewKey, Page, Rotation, Scope, SCOPES_INVALID,
+    TAKE_RANGE, USER_ID_INVALID,
 };
 use crate::AppState;
 
@@ -28,7 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/v1/user-api-keys/{id}")
             .route(web::get().to(get))
             .route(web::delete().to(revoke)),
-    );
+    )
+    .route("/v1/user-api-keys/{id}/rotate", web::post().to(rotate));
 }
 
 /// The key object of this dialect.
@@ -41,6 +43,7 @@ pub struct KeyView<'a> {
     created_on: String,
     updated_on: Option<String>,
     scopes: &'a [Scope],
+    last_used_on: Option<String>,
 }
 
 impl<'a> From<&'a ApiKey> for KeyView<'a> {
@@ -53,6 +56,7 @@ impl<'a> From<&'a ApiKey> for KeyView<'a> {
             created_on: timestamp(key.created_at),
             updated_on: key.updated_at.map(timestamp),
             scopes: &key.scopes,
+            last_used_on: key.last_used_at.map(timestamp),
         }
     }
 }
@@ -65,11 +69,49 @@ struct CreatedKey<'a> {
     key: &'a str,
 }
 
-fn push(errors: &mut FieldErrors, field: &str, message: &str) {
+pub fn push(errors: &mut FieldErrors, field: &str, message: &str) {
     errors
         .entry(field.to_owned())
         .or_default()
         .push(message.to_owned());
+}
+
+/// Reads the optional query parameter `name` with `parse`; a value that does
+/// not parse is recorded in `errors` under `name` with `message`.
+pub fn param<T>(
+    query: &QueryParams,
+    name: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+    message: &str,
+    errors: &mut FieldErrors,
+) -> Option<T> {
+    let raw = query.get(name)?;
+    let value = parse(raw.trim());
+    if value.is_none() {
+        push(errors, name, message);
+    }
+    value
+}
+
+/// `take` and `start_with`, shared by every paged listing of this dialect.
+pub fn page(query: &QueryParams, missing_cursor: &str, errors: &mut FieldErrors) -> Page {
+    let take = |raw: &str| raw.parse::<u32>().ok().filter(|n| TAKE_RANGE.contains(n));
+    Page {
+        take: param(
+            query,
+            "take",
+            take,
+            "take must be an integer from 1 to 1000.",
+            errors,
+        ),
+        start_with: param(query, "start_with", parse_uuid, missing_cursor, errors),
+    }
+}
+
+fn date_param(raw: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .filter(|_| raw.len() == 10)
 }
 
 async fn list(
@@ -79,50 +121,46 @@ async fn list(
 ) -> Result<HttpResponse, Error> {
     let query = QueryParams::parse(req.query_string());
     let mut errors = FieldErrors::new();
-    let user_id = query.get("UserId").map(|raw| {
-        let id = parse_uuid(raw);
-        if id.is_none() {
-            push(&mut errors, "UserId", USER_ID_INVALID);
-        }
-        id
-    });
-    let take = query.get("take").map(|raw| {
-        let take = raw
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| TAKE_RANGE.contains(n));
-        if take.is_none() {
-            push(
-                &mut errors,
-                "take",
-                "take must be an integer from 1 to 1000.",
-            );
-        }
-        take
-    });
-    let start_with = query.get("start_with").map(|raw| {
-        let id = parse_uuid(raw);
-        if id.is_none() {
-            push(
-                &mut errors,
-                "start_with",
-                "No key with this ID is in the listing.",
-            );
-        }
-        id
-    });
+    let state_filter = |raw: &str| match raw {
+        "active" => Some(KeyState::Active),
+        "expired" => Some(KeyState::Expired),
+        _ => None,
+    };
+    let filter = KeyFilter {
+        user_id: param(&query, "UserId", parse_uuid, USER_ID_INVALID, &mut errors),
+        state: param(
+            &query,
+            "state",
+            state_filter,
+            "state must be 'active' or 'expired'.",
+            &mut errors,
+        ),
+        expires_before: param(
+            &query,
+            "expires_before",
+            date_param,
+            "expires_before must be a date in the format YYYY-MM-DD.",
+            &mut errors,
+        ),
+        last_used_before: param(
+            &query,
+            "last_used_before",
+            date_param,
+            "last_used_before must be a date in the format YYYY-MM-DD.",
+            &mut errors,
+        ),
+    };
+    let page = page(
+        &query,
+        "No key with this ID is in the listing.",
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));
     }
-    let user_id = user_id.flatten();
-    let page = Page {
-        take: take.flatten(),
-        start_with: start_with.flatten(),
-    };
     let now = state.clock.now();
     let keys = state
-        .db(move |conn| keys::list_for(conn, &caller, user_id.as_deref(), &page, now))
+        .db(move |conn| keys::list_for(conn, &caller, &filter, &page, now))
         .await
         .map_err(|e| match e {
             Error::Invalid(mut errors) => {
@@ -288,4 +326,68 @@ async fn revoke(
 async fn revoke_without_id(caller: Caller) -> Result<HttpResponse, Error> {
     caller.require_scope(Scope::UserKeyManagement)?;
     Err(Error::invalid("id", ID_INVALID))
+}
+
+/// Reads the rotation body: `grace_seconds` (default 0) and an optional `expiration_date`.
+fn rotation(body: &JsonObject) -> Result<Rotation, Error> {
+    let mut errors = FieldErrors::new();
+    let grace_seconds = match body.get("grace_seconds") {
+        None => Some(0),
+        Some(value) => value
+            .as_i64()
+            .filter(|n| (0..=keys::MAX_GRACE_SECONDS).contains(n)),
+    };
+    if grace_seconds.is_none() {
+        push(
+            &mut errors,
+            "grace_seconds",
+            "grace_seconds must be an integer from 0 to 604800.",
+        );
+    }
+    let expiration_date = match body.get("expiration_date") {
+        None => Some(None),
+        Some(value) => value.as_str().and_then(parse_expiration_date).map(Some),
+    };
+    if expiration_date.is_none() {
+        push(
+            &mut errors,
+            "expiration_date",
+            "Expiration date must be a date in the format YYYY-MM-DD.",
+        );
+    }
+    match (grace_seconds, expiration_date) {
+        (Some(grace_seconds), Some(expiration_date)) => Ok(Rotation {
+            grace_seconds,
+            expiration_date,
+        }),
+        _ => Err(Error::Invalid(errors)),
+    }
+}
+
+async fn rotate(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: OptionalJsonObject,
+) -> Result<HttpResponse, Error> {
+    let id = parse_uuid(req.match_info().query("id"));
+    let rotation = rotation(&body.0)?;
+    let now = state.clock.now();
+    let settings = state.settings.clone();
+    let (key, secret) = state
+        .db(move |conn| match id {
+            Some(id) => keys::rotate_for(conn, &caller, &id, &rotation, &settings.key_prefix, now),
+            None => caller
+                .require_scope(Scope::UserKeyManagement)
+                .and(Err(Error::NotFound)),
+        })
+        .await
+        .map_err(|e| match e {
+            Error::NotFound => Error::invalid("id", ID_INVALID),
+            e => e,
+        })?;
+    Ok(HttpResponse::Created().json(CreatedKey {
+        view: KeyView::from(&key),
+        key: secret.expose(),
+    }))
 }

@@ -1,0 +1,2 @@
+DROP INDEX api_keys_by_expiry;
+DROP TABLE audit_events;

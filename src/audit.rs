@@ -1,0 +1,203 @@
+//! The audit log: who changed which key or user, when, from where.
+//!
+//! [`record`] takes the same connection as the change it records, inside the
+//! change's transaction: no event without its change, no change without its event.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::{DbConnection, MultiBackend};
+use crate::error::Error;
+use crate::keys::Page;
+use crate::schema::audit_events;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    KeyCreated,
+    KeyRevoked,
+    KeyRotated,
+    UserCreated,
+    UserUpdated,
+    UserDeactivated,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::KeyCreated => "key.created",
+            Action::KeyRevoked => "key.revoked",
+            Action::KeyRotated => "key.rotated",
+            Action::UserCreated => "user.created",
+            Action::UserUpdated => "user.updated",
+            Action::UserDeactivated => "user.deactivated",
+        }
+    }
+}
+
+/// Who makes a change. The CLI acts with no user or key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: Option<String>,
+    pub key_id: Option<String>,
+    pub request_id: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    /// The command line: an operator with database access.
+    pub fn cli() -> Self {
+        Self::default()
+    }
+}
+
+impl From<&Caller> for Actor {
+    fn from(caller: &Caller) -> Self {
+        Self {
+            user_id: Some(caller.user_id.clone()),
+            key_id: Some(caller.key_id.clone()),
+            request_id: caller.origin.request_id.clone(),
+            ip: caller.origin.ip.clone(),
+        }
+    }
+}
+
+/// What an event is about: its target, and the user that target is or belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = audit_events)]
+struct EventRow {
+    id: String,
+    at: NaiveDateTime,
+    action: String,
+    actor_user_id: Option<String>,
+    actor_key_id: Option<String>,
+    target_id: String,
+    new_key_id: Option<String>,
+    request_id: Option<String>,
+    ip: Option<String>,
+}
+
+/// One recorded event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub action: String,
+    pub actor_user_id: Option<String>,
+    pub actor_key_id: Option<String>,
+    pub target_id: String,
+    pub new_key_id: Option<String>,
+    pub request_id: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl From<EventRow> for Event {
+    fn from(row: EventRow) -> Self {
+        Self {
+            id: row.id,
+            at: row.at.and_utc(),
+            action: row.action,
+            actor_user_id: row.actor_user_id,
+            actor_key_id: row.actor_key_id,
+            target_id: row.target_id,
+            new_key_id: row.new_key_id,
+            request_id: row.request_id,
+            ip: row.ip,
+        }
+    }
+}
+
+/// Records an event; call it inside the transaction of the change.
+pub fn record(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    actor: &Actor,
+    action: Action,
+    target: Target<'_>,
+    new_key_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    diesel::insert_into(audit_events::table)
+        .values((
+            audit_events::tenant_id.eq(tenant_id),
+            audit_events::id.eq(Uuid::now_v7().to_string()),
+            audit_events::at.eq(now.naive_utc()),
+            audit_events::action.eq(action.as_str()),
+            audit_events::actor_user_id.eq(&actor.user_id),
+            audit_events::actor_key_id.eq(&actor.key_id),
+            audit_events::target_id.eq(target.id),
+            audit_events::target_user_id.eq(target.user_id),
+            audit_events::new_key_id.eq(new_key_id),
+            audit_events::request_id.eq(&actor.request_id),
+            audit_events::ip.eq(&actor.ip),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The caller's tenant's events, for Administrators with `user_management`.
+pub fn list_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    user_id: Option<&str>,
+    page: &Page,
+) -> Result<Vec<Event>, Error> {
+    caller.require_scope(crate::keys::Scope::UserManagement)?;
+    caller.require_admin("Only Administrators may read the audit log")?;
+    list(conn, &caller.tenant.id, user_id, page)
+}
+
+/// Events of the tenant, oldest first; with `user_id`, those whose actor is that
+/// user or whose target is that user or one of its keys. `take` defaults to 100.
+pub fn list(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    user_id: Option<&str>,
+    page: &Page,
+) -> Result<Vec<Event>, Error> {
+    let mut query = audit_events::table
+        .filter(audit_events::tenant_id.eq(tenant_id))
+        .select(EventRow::as_select())
+        .order((audit_events::at.asc(), audit_events::id.asc()))
+        .into_boxed::<MultiBackend>();
+    if let Some(user_id) = user_id {
+        query = query.filter(
+            audit_events::actor_user_id
+                .eq(user_id)
+                .or(audit_events::target_user_id.eq(user_id)),
+        );
+    }
+    if let Some(start_with) = &page.start_with {
+        let cursor: Option<(NaiveDateTime, String)> = audit_events::table
+            .filter(
+                audit_events::tenant_id
+                    .eq(tenant_id)
+                    .and(audit_events::id.eq(start_with)),
+            )
+            .select((audit_events::at, audit_events::id))
+            .first(conn)
+            .optional()?;
+        let (at, id) = cursor
+            .ok_or_else(|| Error::invalid("start_with", "No event with this ID is in the log."))?;
+        query = query.filter(
+            audit_events::at
+                .gt(at)
+                .or(audit_events::at.eq(at).and(audit_events::id.gt(id))),
+        );
+    }
+    if let Some(take) = page.take {
+        query = query.limit(i64::from(take));
+    }
+    Ok(query
+        .load::<EventRow>(conn)?
+        .into_iter()
+        .map(Event::from)
+        .collect())
+}
