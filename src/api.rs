@@ -4,8 +4,10 @@
 //! result to the dialect. Errors are rendered in one place, [`context`].
 
 pub mod context;
+pub mod docs;
 pub mod estuary;
 pub mod input;
+pub mod metrics;
 pub mod ops;
 pub mod v1;
 
@@ -15,8 +17,10 @@ use crate::error::Error;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
+    metrics::configure(cfg);
     v1::configure(cfg);
     estuary::configure(cfg);
+    docs::configure(cfg);
 }
 
 /// ISO-8601 UTC, second precision, `Z` suffix: how both dialects show instants.

@@ -216,23 +216,44 @@ impl FromRequest for Caller {
         let credentials = state
             .as_ref()
             .map(|state| Credentials::from_headers(req.headers(), state.settings.pinned_tenant()));
+        let peer = req.peer_addr().map(|addr| addr.ip());
         let origin = Origin {
             request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
-            ip: req.peer_addr().map(|addr| addr.ip().to_string()),
+            ip: peer.map(|ip| ip.to_string()),
         };
         Box::pin(async move {
-            let (state, credentials) = match (state, credentials) {
-                (Some(state), Some(credentials)) => (state, credentials?),
-                _ => return Err(Error::Internal("application state missing".into())),
+            let (Some(state), Some(credentials)) = (state, credentials) else {
+                return Err(Error::Internal("application state missing".into()));
             };
             let now = state.clock.now();
+            if let Err(retry_after_secs) = state.throttle.check(peer, now) {
+                let error = Error::RateLimited { retry_after_secs };
+                state.metrics.auth_failure(&error);
+                return Err(error);
+            }
             let settings = state.settings.clone();
-            let mut caller = state
-                .db(move |conn| authenticate(conn, &credentials, &settings.key_prefix, now))
-                .await?;
-            caller.origin = origin;
-            state.usage.record(&caller.tenant.id, &caller.key_id, now);
-            Ok(caller)
+            let authenticated = match credentials {
+                Ok(credentials) => {
+                    state
+                        .db(move |conn| authenticate(conn, &credentials, &settings.key_prefix, now))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match authenticated {
+                Ok(mut caller) => {
+                    caller.origin = origin;
+                    state.usage.record(&caller.tenant.id, &caller.key_id, now);
+                    Ok(caller)
+                }
+                Err(error) => {
+                    if error.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+                        state.throttle.fail(peer, now);
+                        state.metrics.auth_failure(&error);
+                    }
+                    Err(error)
+                }
+            }
         })
     }
 }

@@ -12,8 +12,10 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod keys;
+pub mod metrics;
 pub mod schema;
 pub mod tenants;
+pub mod throttle;
 pub mod usage;
 pub mod users;
 
@@ -38,15 +40,20 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Last-used times waiting to be written.
     pub usage: usage::UsageRecorder,
+    pub throttle: throttle::AuthThrottle,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
     pub fn new(pool: DbPool, settings: Settings, clock: Arc<dyn Clock>) -> Self {
+        let settings_limit = settings.auth_failures_per_minute;
         Self {
             pool,
             settings: Arc::new(settings),
             clock,
             usage: usage::UsageRecorder::default(),
+            throttle: throttle::AuthThrottle::new(settings_limit),
+            metrics: Arc::new(metrics::Metrics::new()),
         }
     }
 
@@ -65,8 +72,12 @@ impl AppState {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
+        let metrics = Arc::clone(&self.metrics);
         web::block(move || {
-            let mut conn = pool.get()?;
+            let started = std::time::Instant::now();
+            let conn = pool.get();
+            metrics.observe_pool_wait(started.elapsed(), conn.is_ok());
+            let mut conn = conn?;
             f(&mut conn)
         })
         .await?

@@ -8,10 +8,10 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse};
+use actix_web::{web, HttpMessage, HttpResponse};
 
 use crate::error::Error;
-use crate::MAX_BODY_BYTES;
+use crate::{AppState, MAX_BODY_BYTES};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -107,13 +107,24 @@ pub async fn middleware(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
-    access_log(&res, &request_id, started);
+    let elapsed = started.elapsed();
+    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+        let route = res.request().match_pattern();
+        let route = route.as_deref().unwrap_or("unmatched");
+        state.metrics.observe_request(
+            route,
+            res.request().method().as_str(),
+            res.status(),
+            elapsed,
+        );
+    }
+    access_log(&res, &request_id, elapsed);
     Ok(res)
 }
 
 /// One line per request. Only the route template is logged, never the path or
 /// query string, which could hold a key.
-fn access_log(res: &ServiceResponse<BoxBody>, request_id: &str, started: Instant) {
+fn access_log(res: &ServiceResponse<BoxBody>, request_id: &str, elapsed: std::time::Duration) {
     if !log::log_enabled!(target: "keyward::access", log::Level::Info) {
         return;
     }
@@ -130,7 +141,7 @@ fn access_log(res: &ServiceResponse<BoxBody>, request_id: &str, started: Instant
         req.method(),
         req.match_pattern().as_deref().unwrap_or("-"),
         res.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0,
+        elapsed.as_secs_f64() * 1000.0,
     );
 }
 

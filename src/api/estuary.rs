@@ -9,11 +9,12 @@ use actix_web::http::header::RETRY_AFTER;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::input::{parse_uuid, QueryParams};
 use crate::api::timestamp;
 use crate::api::v1::audit::EventView;
+use crate::api::v1::users::UserView;
 use crate::auth::{secret, Caller};
 use crate::error::Error;
 use crate::keys::{self, ApiKey, Expiry, KeyFilter, KeyRef, KeyStats, NewKey, Page, Scope};
@@ -30,22 +31,59 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/user/export", web::get().to(export));
 }
 
+/// Estuary's error body, `{"error":{"code","reason","details"}}`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ErrorEnvelope)]
+pub struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = EstuaryError)]
+pub struct ErrorBody {
+    /// The response's status code.
+    #[schema(minimum = 400, maximum = 599)]
+    code: u16,
+    reason: Reason,
+    /// What went wrong, for a person.
+    details: String,
+}
+
+/// Estuary's error reasons.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = EstuaryReason)]
+pub enum Reason {
+    ErrAuthMissing,
+    ErrInvalidAuth,
+    ErrInvalidToken,
+    ErrTokenExpired,
+    ErrNotAuthorized,
+    ErrInvalidInput,
+    ErrNotFound,
+    ErrRateLimited,
+    ErrInternalServer,
+}
+
 /// Renders `error` as Estuary does: `{"error":{"code","reason","details"}}`.
 pub fn envelope(error: &Error) -> HttpResponse {
     let status = error.status();
-    let (reason, details): (&str, String) = match error {
-        Error::TenantMissing => ("ERR_AUTH_MISSING", "tenant header missing or empty".into()),
-        Error::TenantUnknown => ("ERR_INVALID_AUTH", "unknown tenant specified".into()),
-        Error::KeyMissing => ("ERR_AUTH_MISSING", "no api key was provided".into()),
+    let (reason, details): (Reason, String) = match error {
+        Error::TenantMissing => (
+            Reason::ErrAuthMissing,
+            "tenant header missing or empty".into(),
+        ),
+        Error::TenantUnknown => (Reason::ErrInvalidAuth, "unknown tenant specified".into()),
+        Error::KeyMissing => (Reason::ErrAuthMissing, "no api key was provided".into()),
         Error::AuthHeaderMalformed => (
-            "ERR_INVALID_AUTH",
+            Reason::ErrInvalidAuth,
             "malformed or conflicting authorization headers".into(),
         ),
-        Error::KeyInvalid => ("ERR_INVALID_TOKEN", "api key does not exist".into()),
-        Error::KeyExpired => ("ERR_TOKEN_EXPIRED", "api key expired".into()),
-        Error::Forbidden(why) => ("ERR_NOT_AUTHORIZED", (*why).into()),
+        Error::KeyInvalid => (Reason::ErrInvalidToken, "api key does not exist".into()),
+        Error::KeyExpired => (Reason::ErrTokenExpired, "api key expired".into()),
+        Error::Forbidden(why) => (Reason::ErrNotAuthorized, (*why).into()),
         Error::Invalid(fields) => (
-            "ERR_INVALID_INPUT",
+            Reason::ErrInvalidInput,
             fields
                 .values()
                 .flatten()
@@ -53,29 +91,37 @@ pub fn envelope(error: &Error) -> HttpResponse {
                 .collect::<Vec<_>>()
                 .join(" "),
         ),
-        Error::Conflict(why) => ("ERR_INVALID_INPUT", (*why).into()),
+        Error::Conflict(why) => (Reason::ErrInvalidInput, (*why).into()),
         Error::PayloadTooLarge => (
-            "ERR_INVALID_INPUT",
+            Reason::ErrInvalidInput,
             "request body larger than 64 KiB".into(),
         ),
         Error::UnsupportedMediaType => (
-            "ERR_INVALID_INPUT",
+            Reason::ErrInvalidInput,
             "request body must be application/json".into(),
         ),
-        Error::NotFound => ("ERR_NOT_FOUND", "not found".into()),
-        Error::MethodNotAllowed => ("ERR_NOT_FOUND", "method not allowed".into()),
-        Error::RateLimited { .. } => ("ERR_RATE_LIMITED", "too many failed authentications".into()),
-        Error::Unavailable(_) => ("ERR_INTERNAL_SERVER", "service unavailable".into()),
+        Error::NotFound => (Reason::ErrNotFound, "not found".into()),
+        Error::MethodNotAllowed => (Reason::ErrNotFound, "method not allowed".into()),
+        Error::RateLimited { .. } => (
+            Reason::ErrRateLimited,
+            "too many failed authentications".into(),
+        ),
+        Error::Unavailable(_) => (Reason::ErrInternalServer, "service unavailable".into()),
         Error::Database(_) | Error::Migration(_) | Error::Config(_) | Error::Internal(_) => {
-            ("ERR_INTERNAL_SERVER", "internal server error".into())
+            (Reason::ErrInternalServer, "internal server error".into())
         }
     };
     let mut response = HttpResponse::build(status);
     if let Error::RateLimited { retry_after_secs } = error {
         response.insert_header((RETRY_AFTER, retry_after_secs.to_string()));
     }
-    response
-        .json(json!({ "error": { "code": status.as_u16(), "reason": reason, "details": details } }))
+    response.json(ErrorEnvelope {
+        error: ErrorBody {
+            code: status.as_u16(),
+            reason,
+            details,
+        },
+    })
 }
 
 /// RFC 3339 UTC, with a fraction only when there is one (as Go marshals time).
@@ -84,17 +130,50 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// Estuary's key object.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct TokenView<'a> {
+#[schema(as = EstuaryKey)]
+pub struct TokenView<'a> {
+    /// The key's name.
     label: &'a str,
+    /// The first instant at which the key no longer works (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     expiry: String,
+    /// Base64url (no padding) of the secret's SHA-256.
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
     token_hash: &'a str,
     /// The secret, in the response that creates it; empty everywhere else.
     token: &'a str,
+    /// Always `false`.
     is_session: bool,
+    #[schema(format = Uuid)]
     id: &'a str,
     scopes: &'a [Scope],
+}
+
+/// The query of `POST /user/api-keys`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NewTokenQuery {
+    /// A Go duration (`300h`, `1h30m`, `1.5h`, `90s`; units `ns us µs ms s m h`), or
+    /// `false` for the tenant's maximum lifetime. Default 30 days (or the maximum, if
+    /// shorter).
+    #[param(example = "300h")]
+    pub expiry: Option<String>,
+    /// `all` (default): the calling key's scopes; `upload`: `public_api` only.
+    #[param(inline)]
+    pub perms: Option<Perms>,
+    /// The key's name, 3 to 255 characters. Default `estuary key`.
+    #[param(min_length = 3, max_length = 255)]
+    pub label: Option<String>,
+}
+
+/// The values of `perms`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Perms {
+    All,
+    Upload,
 }
 
 impl<'a> TokenView<'a> {
@@ -111,7 +190,21 @@ impl<'a> TokenView<'a> {
     }
 }
 
-async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+/// Lists the caller's keys that are not revoked (expired ones included), oldest first.
+#[utoipa::path(
+    get,
+    path = "/user/api-keys",
+    operation_id = "estuaryListKeys",
+    tag = "estuary",
+    responses(
+        (status = 200, description = "The caller's keys; `token` is empty.", body = [TokenView]),
+        (status = 401),
+        (status = 403, description = "The calling key lacks `user_key_management`."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
     let keys = state
         .db(move |conn| {
@@ -157,7 +250,24 @@ fn expiry(raw: Option<&str>, max_days: i32, now: DateTime<Utc>) -> Result<Expiry
         .ok_or_else(|| Error::invalid("expiry", "expiry is too far in the future."))
 }
 
-async fn create(
+/// Creates a key for the caller.
+#[utoipa::path(
+    post,
+    path = "/user/api-keys",
+    operation_id = "estuaryCreateKey",
+    tag = "estuary",
+    params(NewTokenQuery),
+    responses(
+        (status = 200, description = "The key, with its secret in `token`.", body = TokenView),
+        (status = 400, description = "`expiry` unparseable, zero, negative or beyond the \
+            tenant's maximum; or a bad `perms` or `label`."),
+        (status = 401),
+        (status = 403, description = "The calling key lacks `user_key_management`."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -188,8 +298,25 @@ async fn create(
     Ok(HttpResponse::Ok().json(TokenView::new(&key, secret.expose())))
 }
 
-/// The path names a key by its id, its secret, or its `tokenHash`.
-async fn revoke(
+/// Revokes one of the caller's own keys, named by its id, its secret, or its
+/// `tokenHash`.
+#[utoipa::path(
+    delete,
+    path = "/user/api-keys/{key_or_hash}",
+    operation_id = "estuaryRevokeKey",
+    tag = "estuary",
+    params(("key_or_hash" = String, Path, description = "The key's id, secret or `tokenHash`.")),
+    responses(
+        (status = 200, description = "Revoked; no body."),
+        (status = 401),
+        (status = 403, description = "The calling key lacks `user_key_management`."),
+        (status = 404, description = "No such key among the caller's own (even for \
+            Administrators), or it is already revoked."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn revoke(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -209,23 +336,142 @@ async fn revoke(
     Ok(HttpResponse::Ok().finish())
 }
 
-async fn stats(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+/// Counts of the caller's keys; each is in exactly one of active, expired and revoked.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = EstuaryStats)]
+pub struct StatsView {
+    total_keys: u64,
+    active_keys: u64,
+    expired_keys: u64,
+    revoked_keys: u64,
+    /// The latest last use of any of the caller's keys, or `null`.
+    #[schema(format = DateTime, required = true)]
+    last_key_used_at: Option<String>,
+}
+
+/// Counts the caller's keys.
+#[utoipa::path(
+    get,
+    path = "/user/stats",
+    operation_id = "estuaryStats",
+    tag = "estuary",
+    responses(
+        (status = 200, description = "The counts.", body = StatsView),
+        (status = 401),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn stats(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
     let keys = state
         .db(move |conn| keys::all_of_user(conn, &caller.tenant.id, &caller.user_id))
         .await?;
     let stats = KeyStats::of(&keys, now);
-    Ok(HttpResponse::Ok().json(json!({
-        "totalKeys": stats.total,
-        "activeKeys": stats.active,
-        "expiredKeys": stats.expired,
-        "revokedKeys": stats.revoked,
-        "lastKeyUsedAt": stats.last_used_at.map(rfc3339),
-    })))
+    Ok(HttpResponse::Ok().json(StatsView {
+        total_keys: stats.total,
+        active_keys: stats.active,
+        expired_keys: stats.expired,
+        revoked_keys: stats.revoked,
+        last_key_used_at: stats.last_used_at.map(rfc3339),
+    }))
+}
+
+/// Everything keyward stores about a user.
+#[derive(Serialize, ToSchema)]
+#[schema(as = EstuaryExport)]
+pub struct ExportView<'a> {
+    #[schema(format = DateTime)]
+    exported_at: String,
+    tenant: ExportTenant<'a>,
+    user: UserView<'a>,
+    /// Every key ever made, revoked ones included.
+    keys: Vec<ExportKey<'a>>,
+    /// The events whose actor is the user, or whose target is the user or one of its keys.
+    audit_events: Vec<EventView<'a>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = EstuaryExportTenant)]
+pub struct ExportTenant<'a> {
+    #[schema(format = Uuid)]
+    id: &'a str,
+    name: &'a str,
+}
+
+/// A key's metadata: no secret, no hash.
+#[derive(Serialize, ToSchema)]
+#[schema(as = EstuaryExportKey)]
+pub struct ExportKey<'a> {
+    #[schema(format = Uuid)]
+    id: &'a str,
+    name: &'a str,
+    scopes: &'a [Scope],
+    #[schema(inline)]
+    state: ExportKeyState,
+    #[schema(format = DateTime)]
+    created_on: String,
+    #[schema(format = DateTime, required = true)]
+    updated_on: Option<String>,
+    /// The first instant at which the key no longer works.
+    #[schema(format = DateTime)]
+    expiry: String,
+    /// The key's last valid day (UTC).
+    expiration_date: chrono::NaiveDate,
+    #[schema(format = DateTime, required = true)]
+    revoked_on: Option<String>,
+    #[schema(format = DateTime, required = true)]
+    last_used_on: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportKeyState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl<'a> ExportKey<'a> {
+    fn new(key: &'a ApiKey, now: DateTime<Utc>) -> Self {
+        let state = if key.is_revoked(now) {
+            ExportKeyState::Revoked
+        } else if key.is_expired(now) {
+            ExportKeyState::Expired
+        } else {
+            ExportKeyState::Active
+        };
+        Self {
+            id: &key.id,
+            name: &key.name,
+            scopes: &key.scopes,
+            state,
+            created_on: timestamp(key.created_at),
+            updated_on: key.updated_at.map(timestamp),
+            expiry: rfc3339(key.expires_at),
+            expiration_date: key.expiration_date(),
+            revoked_on: key.revoked_at.map(timestamp),
+            last_used_on: key.last_used_at.map(timestamp),
+        }
+    }
 }
 
 /// Everything keyward stores about the caller's user, never a secret or a hash.
-async fn export(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+#[utoipa::path(
+    get,
+    path = "/user/export",
+    operation_id = "estuaryExport",
+    tag = "estuary",
+    responses(
+        (status = 200, description = "The user's profile, keys and audit events.",
+            body = ExportView),
+        (status = 401),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn export(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
     let tenant = caller.tenant.clone();
     let (user, keys, events) = state
@@ -237,46 +483,16 @@ async fn export(caller: Caller, state: web::Data<AppState>) -> Result<HttpRespon
             Ok((user, keys, events))
         })
         .await?;
-    let events: Vec<_> = events.iter().map(EventView::from).collect();
-    let keys: Vec<_> = keys
-        .iter()
-        .map(|key| {
-            let state = if key.is_revoked(now) {
-                "revoked"
-            } else if key.is_expired(now) {
-                "expired"
-            } else {
-                "active"
-            };
-            json!({
-                "id": key.id,
-                "name": key.name,
-                "scopes": key.scopes,
-                "state": state,
-                "created_on": timestamp(key.created_at),
-                "updated_on": key.updated_at.map(timestamp),
-                "expiry": rfc3339(key.expires_at),
-                "expiration_date": key.expiration_date(),
-                "revoked_on": key.revoked_at.map(timestamp),
-                "last_used_on": key.last_used_at.map(timestamp),
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "exported_at": timestamp(now),
-        "tenant": { "id": tenant.id, "name": tenant.name },
-        "user": {
-            "id": user.id,
-            "email": user.email,
-            "name": user.name,
-            "roles": user.roles,
-            "active": user.active,
-            "created_on": timestamp(user.created_at),
-            "updated_on": user.updated_at.map(timestamp),
+    Ok(HttpResponse::Ok().json(ExportView {
+        exported_at: timestamp(now),
+        tenant: ExportTenant {
+            id: &tenant.id,
+            name: &tenant.name,
         },
-        "keys": keys,
-        "audit_events": events,
-    })))
+        user: UserView::from(&user),
+        keys: keys.iter().map(|key| ExportKey::new(key, now)).collect(),
+        audit_events: events.iter().map(EventView::from).collect(),
+    }))
 }
 
 #[cfg(test)]

@@ -12,14 +12,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readiness", web::get().to(readiness));
 }
 
-async fn liveness() -> HttpResponse {
+/// 200 while the process serves requests.
+#[utoipa::path(
+    get,
+    path = "/liveness",
+    operation_id = "liveness",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Alive.", body = String, content_type = "text/plain",
+            example = "Healthy"),
+    ),
+)]
+pub async fn liveness() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body("Healthy")
 }
 
 /// 200 when the database answers within a second, 503 otherwise.
-async fn readiness(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+#[utoipa::path(
+    get,
+    path = "/readiness",
+    operation_id = "readiness",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers.", body = String,
+            content_type = "text/plain", example = "Healthy"),
+        (status = 503, description = "The database does not answer."),
+    ),
+)]
+pub async fn readiness(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let pool = state.pool.clone();
     web::block(move || {
         let mut conn = pool.get_timeout(Duration::from_secs(1))?;

@@ -1,8 +1,8 @@
 //! BlueDolphin's public API: `/v1/...`, with RFC 9457 problem-details errors.
 
 pub mod audit;
-mod keys;
-mod users;
+pub mod keys;
+pub mod users;
 
 use std::borrow::Cow;
 

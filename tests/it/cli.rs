@@ -1,1 +1,565 @@
 //! The `keyward` binary: its commands, their `--json` output, and the server seeing what they create.
+
+use std::path::Path;
+use std::process::Command;
+
+use actix_web::test;
+use chrono::{Days, NaiveDate, Utc};
+use diesel::prelude::*;
+use serde_json::{json, Value};
+
+use keyward::auth::secret;
+use keyward::schema::{api_keys, tenants, users};
+
+use crate::common::*;
+
+const KEYS: &str = "/v1/user-api-keys";
+const ALL_SCOPES: [&str; 3] = ["public_api", "user_key_management", "user_management"];
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    args: Vec<String>,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The one JSON object a successful `--json` run prints.
+    fn json(&self) -> Value {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "`keyward {}` failed: {self:#?}",
+            self.args.join(" ")
+        );
+        let out = self.stdout.trim();
+        assert_eq!(out.lines().count(), 1, "not one line: {self:#?}");
+        let value: Value =
+            serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"));
+        assert!(value.is_object(), "not an object: {self:#?}");
+        value
+    }
+
+    /// A failed run: non-zero exit, and no secret on either stream.
+    fn failed(&self) {
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
+            "expected `keyward {}` to fail: {self:#?}",
+            self.args.join(" ")
+        );
+        assert!(secrets_in(&self.stdout).is_empty(), "{self:#?}");
+        assert!(secrets_in(&self.stderr).is_empty(), "{self:#?}");
+    }
+}
+
+/// Runs the binary in `dir` with `KEYWARD_DATABASE_URL` = `url` (unset if `None`)
+/// and no other `KEYWARD_*` variable.
+fn keyward_in(dir: &Path, url: Option<&str>, args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    cmd.args(args).current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KEYWARD_") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.env_remove("KEYWARD_CONFIG");
+    if let Some(url) = url {
+        cmd.env("KEYWARD_DATABASE_URL", url);
+    }
+    let output = cmd.output().expect("run keyward");
+    Run {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs the binary against the test's database, in a fresh empty folder.
+fn keyward(app: &TestApp, args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let run = keyward_in(dir.path(), Some(&app.database_url), args);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "{args:?} left files in the working directory: {left:?}"
+    );
+    run
+}
+
+/// The well-formed key secrets in `text`.
+fn secrets_in(text: &str) -> Vec<&str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| secret::well_formed(w, "kw"))
+        .collect()
+}
+
+fn real_today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+fn str_of<'a>(value: &'a Value, field: &str) -> &'a str {
+    value[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {field:?} in {value}"))
+}
+
+fn assert_uuid(s: &str) {
+    assert!(uuid::Uuid::try_parse(s).is_ok(), "{s:?} is not a UUID");
+}
+
+fn sorted_scopes(key: &Value) -> Vec<String> {
+    let mut scopes: Vec<String> = key["scopes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no scopes in {key}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    scopes.sort();
+    scopes
+}
+
+/// `bootstrap` for `email` in `tenant`: (key id, secret, user id).
+fn bootstrap(app: &TestApp, tenant: &str, email: &str) -> (String, String, String) {
+    let out = keyward(
+        app,
+        &["bootstrap", "--tenant", tenant, "--email", email, "--json"],
+    )
+    .json();
+    let (id, key, user_id) = (
+        str_of(&out, "id"),
+        str_of(&out, "key"),
+        str_of(&out, "user_id"),
+    );
+    assert_uuid(id);
+    assert_uuid(user_id);
+    assert!(secret::well_formed(key, "kw"), "{key:?}");
+    (id.to_owned(), key.to_owned(), user_id.to_owned())
+}
+
+fn create_user(app: &TestApp, tenant: &str, email: &str) -> String {
+    let out = keyward(
+        app,
+        &[
+            "user", "create", "--tenant", tenant, "--email", email, "--json",
+        ],
+    )
+    .json();
+    let id = str_of(&out, "id");
+    assert_uuid(id);
+    id.to_owned()
+}
+
+/// `key create` with extra `args`: (key id, secret).
+fn create_key(app: &TestApp, tenant: &str, user: &str, args: &[&str]) -> (String, String) {
+    let mut all = vec![
+        "key", "create", "--tenant", tenant, "--user", user, "--name", "ci-key", "--json",
+    ];
+    all.extend_from_slice(args);
+    let out = keyward(app, &all).json();
+    let (id, key) = (str_of(&out, "id"), str_of(&out, "key"));
+    assert_uuid(id);
+    assert!(secret::well_formed(key, "kw"), "{key:?}");
+    (id.to_owned(), key.to_owned())
+}
+
+/// The key object of `id` as the App shows it to `admin_key` in `tenant`.
+async fn key_object(app: &TestApp, tenant: &str, admin_key: &str, id: &str) -> Value {
+    let reply = app.get(&format!("{KEYS}/{id}"), tenant, admin_key).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    assert_eq!(reply.body["id"], id, "{}", reply.text);
+    reply.body
+}
+
+/// The expiration date the App shows, which must be `days` after the real
+/// today as of just before or just after the CLI ran.
+fn assert_expires_in(key: &Value, before: NaiveDate, after: NaiveDate, days: u64) {
+    let date = str_of(key, "expiration_date");
+    let candidates = [
+        (before + Days::new(days)).to_string(),
+        (after + Days::new(days)).to_string(),
+    ];
+    assert!(
+        candidates.contains(&date.to_owned()),
+        "expiration_date {date}, expected {candidates:?}"
+    );
+}
+
+fn tenant_count(app: &TestApp) -> i64 {
+    tenants::table.count().get_result(&mut *app.conn()).unwrap()
+}
+
+fn user_count(app: &TestApp) -> i64 {
+    users::table.count().get_result(&mut *app.conn()).unwrap()
+}
+
+fn key_count(app: &TestApp) -> i64 {
+    api_keys::table
+        .count()
+        .get_result(&mut *app.conn())
+        .unwrap()
+}
+
+crate::both_backends! {
+    async fn bootstrap_prints_a_working_key_with_every_scope(app: &TestApp) {
+        app.clock.set(Utc::now());
+        let before = real_today();
+        let (id, key, user_id) = bootstrap(app, "acme", "admin@acme.test");
+        let after = real_today();
+
+        let reply = app.get(&format!("{KEYS}?UserId={user_id}"), "acme", &key).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        let list = reply.body.as_array().unwrap();
+        assert_eq!(list.len(), 1, "{}", reply.text);
+        assert_eq!(list[0]["id"], id.as_str());
+        assert_eq!(list[0]["user_id"], user_id.as_str());
+        assert_eq!(sorted_scopes(&list[0]), ALL_SCOPES);
+        assert_expires_in(&list[0], before, after, 365);
+
+        // An administrator: it may list every key of the tenant.
+        let reply = app.get(KEYS, "acme", &key).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        assert_eq!(reply.body.as_array().unwrap().len(), 1, "{}", reply.text);
+
+        // Again for the same email: a second working key for the same user.
+        let (id2, key2, user_id2) = bootstrap(app, "acme", "admin@acme.test");
+        assert_eq!(user_id2, user_id);
+        assert_ne!(id2, id);
+        assert_ne!(key2, key);
+        for k in [&key, &key2] {
+            let reply = app.get(&format!("{KEYS}?UserId={user_id}"), "acme", k).await;
+            assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+            let ids: Vec<&str> = reply.body.as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+            assert_eq!(ids, [id.as_str(), id2.as_str()], "{}", reply.text);
+        }
+        assert_eq!(tenant_count(app), 1);
+        assert_eq!(user_count(app), 1);
+
+        // Another email in the same tenant: another administrator.
+        let (_, key3, user_id3) = bootstrap(app, "acme", "second@acme.test");
+        assert_ne!(user_id3, user_id);
+        let reply = app.get(&format!("{KEYS}?UserId={user_id}"), "acme", &key3).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        assert_eq!(reply.body.as_array().unwrap().len(), 2, "{}", reply.text);
+
+        // The key is of acme only.
+        let other = bootstrap(app, "beta", "admin@beta.test");
+        let reply = app.get(KEYS, "beta", &key).await;
+        assert_401(&reply, "x-key", "Invalid API key");
+        let reply = app.get(KEYS, "beta", &other.1).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    }
+
+    async fn tenant_create_prints_the_id_and_refuses_duplicates_and_bad_names(app: &TestApp) {
+        app.clock.set(Utc::now());
+        let reply = app.get(KEYS, "globex", "").await;
+        assert_401(&reply, "tenant", "Unknown tenant specified");
+
+        let out = keyward(app, &["tenant", "create", "globex", "--json"]).json();
+        assert_uuid(str_of(&out, "id"));
+        // The server knows it on its very next request.
+        let reply = app.get(KEYS, "globex", "").await;
+        assert_401(&reply, "x-key", "API key missing");
+
+        keyward(app, &["tenant", "create", "globex", "--json"]).failed();
+        keyward(app, &["tenant", "create", "globex"]).failed();
+        for bad in ["Bad_Name", "a", "-acme", "acme.io", "", &"a".repeat(64)] {
+            keyward(app, &["tenant", "create", bad, "--json"]).failed();
+        }
+        assert_eq!(tenant_count(app), 1);
+
+        // The id printed is the tenant's.
+        let stored: String = tenants::table
+            .filter(tenants::name.eq("globex"))
+            .select(tenants::id)
+            .first(&mut *app.conn())
+            .unwrap();
+        assert_eq!(stored, str_of(&out, "id"));
+    }
+
+    async fn user_create_prints_the_id_and_checks_tenant_and_role(app: &TestApp) {
+        app.clock.set(Utc::now());
+        let (_, admin_key, admin_id) = bootstrap(app, "acme", "admin@acme.test");
+        let out = keyward(
+            app,
+            &["user", "create", "--tenant", "acme", "--email", "bob@acme.test", "--name", "Bob", "--role", "Default users", "--json"],
+        )
+        .json();
+        let bob = str_of(&out, "id");
+        assert_uuid(bob);
+        assert_ne!(bob, admin_id);
+
+        // The server knows the user: an administrator may list its (no) keys.
+        let reply = app.get(&format!("{KEYS}?UserId={bob}"), "acme", &admin_key).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        assert_eq!(reply.body, json!([]));
+
+        let (email, name, roles, active): (String, String, String, bool) = users::table
+            .filter(users::id.eq(bob))
+            .select((users::email, users::name, users::roles, users::active))
+            .first(&mut *app.conn())
+            .unwrap();
+        assert_eq!((email.as_str(), name.as_str(), active), ("bob@acme.test", "Bob", true));
+        assert_eq!(serde_json::from_str::<Value>(&roles).unwrap(), json!(["Default users"]));
+
+        let base = ["user", "create", "--email", "carol@acme.test", "--json"];
+        keyward(app, &[&base[..], &["--tenant", "nowhere"][..]].concat()).failed();
+        keyward(app, &[&base[..], &["--tenant", "acme", "--role", "Superusers"][..]].concat()).failed();
+        keyward(app, &["user", "create", "--tenant", "acme", "--email", "bob@acme.test", "--json"]).failed();
+        keyward(app, &["user", "create", "--tenant", "acme", "--email", "not-an-email", "--json"]).failed();
+        assert_eq!(user_count(app), 2);
+
+        // Without --role: a default user, not an administrator.
+        let carol = create_user(app, "acme", "carol@acme.test");
+        let (_, carol_key) = create_key(app, "acme", &carol, &["--scope", "user_key_management", "--scope", "public_api"]);
+        let reply = app.get(KEYS, "acme", &carol_key).await;
+        assert_eq!(reply.status.as_u16(), 403, "{}", reply.text);
+        let reply = app.get(&format!("{KEYS}?UserId={carol}"), "acme", &carol_key).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    }
+
+    async fn key_create_defaults_and_options(app: &TestApp) {
+        app.clock.set(Utc::now());
+        let (_, admin_key, _) = bootstrap(app, "acme", "admin@acme.test");
+        let bob = create_user(app, "acme", "bob@acme.test");
+
+        // By email, with the defaults: public_api, the tenant's maximum lifetime.
+        let before = real_today();
+        let (id, key) = create_key(app, "acme", "bob@acme.test", &[]);
+        let after = real_today();
+        let object = key_object(app, "acme", &admin_key, &id).await;
+        assert_eq!(object["name"], "ci-key");
+        assert_eq!(object["user_id"], bob.as_str());
+        assert_eq!(object["scopes"], json!(["public_api"]));
+        assert_expires_in(&object, before, after, 365);
+        // It authenticates (lacking user_key_management, it is refused with 403, not 401).
+        let reply = app.get(&format!("{KEYS}?UserId={bob}"), "acme", &key).await;
+        assert_eq!(reply.status.as_u16(), 403, "{}", reply.text);
+
+        // By id, with two scopes: the key can manage its user's keys.
+        let (id2, key2) = create_key(app, "acme", &bob, &["--scope", "user_key_management", "--scope", "public_api"]);
+        let object = key_object(app, "acme", &admin_key, &id2).await;
+        assert_eq!(object["user_id"], bob.as_str());
+        assert_eq!(sorted_scopes(&object), ["public_api", "user_key_management"]);
+        let reply = app.get(&format!("{KEYS}?UserId={bob}"), "acme", &key2).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        let ids: Vec<&str> = reply.body.as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [id.as_str(), id2.as_str()]);
+
+        // Today is allowed; it works through the end of today.
+        let today = real_today();
+        let (id3, key3) = create_key(app, "acme", &bob, &["--expires", &today.to_string()]);
+        assert_eq!(key_object(app, "acme", &admin_key, &id3).await["expiration_date"], today.to_string());
+        let reply = app.get(KEYS, "acme", &key3).await;
+        assert_eq!(reply.status.as_u16(), 403, "{}", reply.text);
+
+        let count = key_count(app);
+        let yesterday = (real_today() - Days::new(1)).to_string();
+        let too_far = (real_today() + Days::new(366)).to_string();
+        for args in [
+            vec!["--expires", yesterday.as_str()],
+            vec!["--expires", too_far.as_str()],
+            vec!["--expires", "not-a-date"],
+            vec!["--expires", "2026-02-30"],
+            vec!["--scope", "bogus"],
+            vec!["--scope", "public_api", "--scope", "everything"],
+        ] {
+            let all = [&["key", "create", "--tenant", "acme", "--user", bob.as_str(), "--name", "ci-key", "--json"][..], &args[..]].concat();
+            keyward(app, &all).failed();
+        }
+        let no_user = uuid::Uuid::new_v4().to_string();
+        for (tenant, user, name) in [
+            ("acme", "nobody@acme.test", "ci-key"),
+            ("acme", no_user.as_str(), "ci-key"),
+            ("acme", "not-a-uuid-nor-email", "ci-key"),
+            ("nowhere", bob.as_str(), "ci-key"),
+            ("acme", bob.as_str(), "ab"),
+            ("acme", bob.as_str(), ""),
+        ] {
+            keyward(app, &["key", "create", "--tenant", tenant, "--user", user, "--name", name, "--json"]).failed();
+        }
+        // A user of another tenant, by id or email, is not one of acme's.
+        let (_, _, beta_admin) = bootstrap(app, "beta", "admin@beta.test");
+        let count_with_beta = key_count(app);
+        assert_eq!(count_with_beta, count + 1);
+        keyward(app, &["key", "create", "--tenant", "acme", "--user", &beta_admin, "--name", "ci-key", "--json"]).failed();
+        keyward(app, &["key", "create", "--tenant", "acme", "--user", "admin@beta.test", "--name", "ci-key", "--json"]).failed();
+        assert_eq!(key_count(app), count_with_beta);
+    }
+
+    async fn the_secret_is_printed_once_and_only_its_hash_is_stored(app: &TestApp) {
+        app.clock.set(Utc::now());
+        let (_, admin_key, _) = bootstrap(app, "acme", "admin@acme.test");
+        create_user(app, "acme", "bob@acme.test");
+        let run = keyward(app, &["key", "create", "--tenant", "acme", "--user", "bob@acme.test", "--name", "ci-key", "--json"]);
+        let out = run.json();
+        let (id, key) = (str_of(&out, "id"), str_of(&out, "key"));
+        assert_eq!(run.stdout.matches(key).count(), 1, "{run:#?}");
+        assert!(!run.stderr.contains(key), "the secret was logged: {run:#?}");
+        let random = &key[3..];
+
+        type Row = (String, String, String, String, String, String);
+        let rows: Vec<Row> = api_keys::table
+            .select((api_keys::tenant_id, api_keys::id, api_keys::user_id, api_keys::name, api_keys::secret_hash, api_keys::scopes))
+            .load(&mut *app.conn())
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        for secret_text in [key, admin_key.as_str(), &admin_key[3..]] {
+            for row in &rows {
+                for column in [&row.0, &row.1, &row.2, &row.3, &row.4, &row.5] {
+                    assert!(!column.contains(secret_text), "a column holds the secret: {row:?}");
+                }
+            }
+        }
+        let row = rows.iter().find(|r| r.1 == id).expect("the key's row");
+        assert_eq!(row.4, secret::hash(key));
+        assert_ne!(row.4, secret::hash(&admin_key));
+
+        // Not anywhere in the SQLite files either.
+        if let Some(path) = app.database_url.strip_prefix("sqlite://") {
+            for file in [path.to_owned(), format!("{path}-wal"), format!("{path}-shm")] {
+                if let Ok(bytes) = std::fs::read(&file) {
+                    let found = bytes.windows(random.len()).any(|w| w == random.as_bytes());
+                    assert!(!found, "the secret is stored in {file}");
+                }
+            }
+        }
+
+        // Text output prints it once too, and the key works.
+        let run = keyward(app, &["key", "create", "--tenant", "acme", "--user", "bob@acme.test", "--name", "text-key"]);
+        assert_eq!(run.code, Some(0), "{run:#?}");
+        let secrets = secrets_in(&run.stdout);
+        assert_eq!(secrets.len(), 1, "{run:#?}");
+        let reply = app.get(KEYS, "acme", secrets[0]).await;
+        assert_eq!(reply.status.as_u16(), 403, "{}", reply.text);
+    }
+
+    async fn the_server_sees_what_the_cli_creates_on_its_next_request(app: &TestApp) {
+        app.clock.set(Utc::now());
+        let (_, admin_key, _) = bootstrap(app, "acme", "admin@acme.test");
+        let alice = create_user(app, "acme", "alice@acme.test");
+        let reply = app.get(KEYS, "acme", &admin_key).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        let reply = app.get(KEYS, "newco", "").await;
+        assert_401(&reply, "tenant", "Unknown tenant specified");
+
+        keyward(app, &["tenant", "create", "newco", "--json"]).json();
+        let reply = app.get(KEYS, "newco", "").await;
+        assert_401(&reply, "x-key", "API key missing");
+
+        let dave = create_user(app, "newco", "dave@newco.test");
+        let (id, key) = create_key(app, "newco", "dave@newco.test", &["--scope", "public_api", "--scope", "user_key_management"]);
+        let reply = app.get(&format!("{KEYS}?UserId={dave}"), "newco", &key).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        let ids: Vec<&str> = reply.body.as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [id.as_str()]);
+
+        // A key added by the CLI to a tenant the server has been serving.
+        let (id2, key2) = create_key(app, "acme", &alice, &["--scope", "public_api", "--scope", "user_key_management"]);
+        let reply = app.get(&format!("{KEYS}/{id2}"), "acme", &key2).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        assert_eq!(reply.body["user_id"], alice.as_str());
+
+        // And the server's writes are seen by the CLI: a key created over HTTP
+        // for a CLI-made user counts for that user.
+        app.clock.set(Utc::now());
+        let expiration = (real_today() + Days::new(10)).to_string();
+        let reply = app.post(KEYS, "newco", &key, json!({"name": "over-http", "user_id": dave, "expiration_date": expiration})).await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+        let by_id = create_key(app, "newco", &dave, &[]);
+        let reply = app.get(&format!("{KEYS}?UserId={dave}"), "newco", &key).await;
+        assert_eq!(reply.body.as_array().unwrap().len(), 3, "{}", reply.text);
+        assert_eq!(reply.body[2]["id"], by_id.0.as_str());
+    }
+
+    async fn tenant_set_bounds_key_lifetimes(app: &TestApp) {
+        app.clock.set(Utc::now());
+        let (_, admin_key, admin_id) = bootstrap(app, "acme", "admin@acme.test");
+        create_user(app, "acme", "bob@acme.test");
+
+        let out = keyward(app, &["tenant", "set", "acme", "--max-key-lifetime-days", "30", "--json"]).json();
+        assert!(out.is_object());
+        let day = |n: u64| (real_today() + Days::new(n)).to_string();
+
+        keyward(app, &["key", "create", "--tenant", "acme", "--user", "bob@acme.test", "--name", "ci-key", "--expires", &day(31), "--json"]).failed();
+        let (id, _) = create_key(app, "acme", "bob@acme.test", &["--expires", &day(30)]);
+        assert_eq!(key_object(app, "acme", &admin_key, &id).await["expiration_date"], day(30));
+        let before = real_today();
+        let (id, _) = create_key(app, "acme", "bob@acme.test", &[]);
+        let after = real_today();
+        assert_expires_in(&key_object(app, "acme", &admin_key, &id).await, before, after, 30);
+
+        // The server honours the new policy within a second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        app.clock.set(Utc::now());
+        let reply = app.post(KEYS, "acme", &admin_key, json!({"name": "too-long", "user_id": admin_id, "expiration_date": day(31)})).await;
+        assert_eq!(reply.status.as_u16(), 400, "{}", reply.text);
+        assert_eq!(reply.body["errors"].as_object().unwrap().keys().collect::<Vec<_>>(), ["expiration_date"], "{}", reply.text);
+        let reply = app.post(KEYS, "acme", &admin_key, json!({"name": "just-right", "user_id": admin_id, "expiration_date": day(30)})).await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+
+        // Out of range, or an unknown tenant: refused, and the policy stays.
+        for days in ["0", "3651", "-1", "abc", "99999999999"] {
+            keyward(app, &["tenant", "set", "acme", "--max-key-lifetime-days", days, "--json"]).failed();
+        }
+        keyward(app, &["tenant", "set", "nowhere", "--max-key-lifetime-days", "30", "--json"]).failed();
+        keyward(app, &["key", "create", "--tenant", "acme", "--user", "bob@acme.test", "--name", "ci-key", "--expires", &day(31), "--json"]).failed();
+
+        // The bounds themselves are allowed.
+        keyward(app, &["tenant", "set", "acme", "--max-key-lifetime-days", "1", "--json"]).json();
+        keyward(app, &["key", "create", "--tenant", "acme", "--user", "bob@acme.test", "--name", "ci-key", "--expires", &day(2), "--json"]).failed();
+        create_key(app, "acme", "bob@acme.test", &["--expires", &day(1)]);
+        keyward(app, &["tenant", "set", "acme", "--max-key-lifetime-days", "3650", "--json"]).json();
+        create_key(app, "acme", "bob@acme.test", &["--expires", &day(3650)]);
+        keyward(app, &["key", "create", "--tenant", "acme", "--user", "bob@acme.test", "--name", "ci-key", "--expires", &day(3651), "--json"]).failed();
+        // Bootstrap follows the policy too.
+        let before = real_today();
+        let (id, key, _) = bootstrap(app, "acme", "admin@acme.test");
+        let after = real_today();
+        assert_expires_in(&key_object(app, "acme", &key, &id).await, before, after, 3650);
+    }
+
+    async fn migrate_refuses_unknown_schemes_without_creating_files(app: &TestApp) {
+        for url in ["mysql://x", "sqlite:data.db", "data/keyward.db", "postgre://u@h/db", "sqlite://", "file:keyward.db"] {
+            for json_flag in [true, false] {
+                let dir = tempfile::tempdir().unwrap();
+                let args: &[&str] = if json_flag { &["migrate", "--json"] } else { &["migrate"] };
+                let run = keyward_in(dir.path(), Some(url), args);
+                run.failed();
+                let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+                assert!(left.is_empty(), "{url}: created {left:?}");
+            }
+        }
+        // Any other command refuses it too.
+        let dir = tempfile::tempdir().unwrap();
+        keyward_in(dir.path(), Some("mysql://x"), &["tenant", "create", "acme", "--json"]).failed();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // On the test's database: success, twice (nothing left to apply), and the App still works.
+        keyward(app, &["migrate", "--json"]).json();
+        keyward(app, &["migrate", "--json"]).json();
+        let reply = app.send(test::TestRequest::get().uri("/readiness")).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+        let w = World::new(app);
+        let reply = app.get(KEYS, "acme", w.admin_secret()).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    }
+
+    async fn without_a_url_the_default_is_a_sqlite_file_under_data(app: &TestApp) {
+        let _ = app;
+        let dir = tempfile::tempdir().unwrap();
+        let run = keyward_in(dir.path(), None, &["migrate", "--json"]);
+        run.json();
+        assert!(dir.path().join("data").is_dir(), "{run:#?}");
+        let files: Vec<String> = std::fs::read_dir(dir.path().join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(files.iter().any(|f| f.ends_with(".db")), "{files:?}");
+        // The file is a working database: the CLI can use it.
+        let run = keyward_in(dir.path(), None, &["bootstrap", "--tenant", "acme", "--email", "admin@acme.test", "--json"]);
+        assert!(secret::well_formed(str_of(&run.json(), "key"), "kw"));
+    }
+}

@@ -9,5 +9,6 @@ mod admin;
 mod auth;
 mod cli;
 mod estuary;
+mod operability;
 mod ops;
 mod v1_keys;

@@ -2,11 +2,13 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+use utoipa::ToSchema;
 
 use crate::api::input::{parse_uuid, QueryParams};
 use crate::api::timestamp;
-use crate::api::v1::keys::{page, param};
-use crate::audit::{self, Event};
+use crate::api::v1::keys::{page, param, PageQuery};
+use crate::audit::{self, Action, Event};
 use crate::auth::Caller;
 use crate::error::{Error, FieldErrors};
 use crate::AppState;
@@ -19,18 +21,55 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const DEFAULT_TAKE: u32 = 100;
 
 /// An event as both dialects show it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditEvent)]
 pub struct EventView<'a> {
+    #[schema(format = Uuid)]
     id: &'a str,
+    #[schema(format = DateTime)]
     at: String,
+    #[schema(schema_with = action_schema)]
     action: &'a str,
+    /// The user who made the change; `null` for the CLI.
+    #[schema(format = Uuid, required = true)]
     actor_user_id: Option<&'a str>,
+    /// The key the change was made with; `null` for the CLI.
+    #[schema(format = Uuid, required = true)]
     actor_key_id: Option<&'a str>,
+    /// The key or user changed.
+    #[schema(format = Uuid)]
     target_id: &'a str,
+    /// On `key.rotated`: the new key.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = Uuid, nullable = false)]
     new_key_id: Option<&'a str>,
+    #[schema(required = true)]
     request_id: Option<&'a str>,
+    /// The client's address.
+    #[schema(required = true)]
     ip: Option<&'a str>,
+}
+
+/// The actions the log records, by [`Action::as_str`].
+fn action_schema() -> impl Into<RefOr<Schema>> {
+    let actions = [
+        Action::KeyCreated,
+        Action::KeyRevoked,
+        Action::KeyRotated,
+        Action::UserCreated,
+        Action::UserUpdated,
+        Action::UserDeactivated,
+    ];
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(actions.map(Action::as_str)))
+}
+
+/// A page of events.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditEventList)]
+pub struct EventList<'a> {
+    events: Vec<EventView<'a>>,
 }
 
 impl<'a> From<&'a Event> for EventView<'a> {
@@ -49,7 +88,29 @@ impl<'a> From<&'a Event> for EventView<'a> {
     }
 }
 
-async fn list(
+/// Lists the tenant's key and user lifecycle events, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/audit-events",
+    operation_id = "listAuditEvents",
+    tag = "audit",
+    params(
+        ("user_id" = Option<String>, Query, format = Uuid, description = "Only the events \
+            whose actor is this user, or whose target is this user or one of its keys."),
+        PageQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of events (100 unless `take` says otherwise).",
+            body = EventList),
+        (status = 400, description = "A bad `user_id`, `take` or `start_with`."),
+        (status = 401),
+        (status = 403, description = "The caller is not an Administrator, or the calling key \
+            lacks `user_management`."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn list(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -71,6 +132,6 @@ async fn list(
     let events = state
         .db(move |conn| audit::list_for(conn, &caller, user_id.as_deref(), &page))
         .await?;
-    let events: Vec<_> = events.iter().map(EventView::from).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "events": events })))
+    let events = events.iter().map(EventView::from).collect();
+    Ok(HttpResponse::Ok().json(EventList { events }))
 }

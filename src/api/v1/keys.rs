@@ -4,6 +4,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::openapi::{ObjectBuilder, RefOr, Required, Schema, Type};
+use utoipa::{IntoParams, Modify, PartialSchema, ToSchema};
 
 use crate::api::input::{parse_uuid, JsonObject, OptionalJsonObject, QueryParams};
 use crate::api::timestamp;
@@ -34,15 +36,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The key object of this dialect.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Key)]
 pub struct KeyView<'a> {
+    #[schema(format = Uuid)]
     id: &'a str,
+    #[schema(format = Uuid)]
     user_id: &'a str,
     name: &'a str,
+    /// The key's last valid day (UTC); it is rejected from 00:00Z of the next day.
     expiration_date: NaiveDate,
+    #[schema(format = DateTime)]
     created_on: String,
+    /// `null` until the key is changed.
+    #[schema(format = DateTime, required = true)]
     updated_on: Option<String>,
     scopes: &'a [Scope],
+    /// The last successful authentication, accurate to about a minute; `null` if never used.
+    #[schema(format = DateTime, required = true)]
     last_used_on: Option<String>,
 }
 
@@ -62,11 +73,102 @@ impl<'a> From<&'a ApiKey> for KeyView<'a> {
 }
 
 /// A created key: the key object plus its secret, shown this once.
-#[derive(Serialize)]
-struct CreatedKey<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreatedKey)]
+pub struct CreatedKey<'a> {
     #[serde(flatten)]
     view: KeyView<'a>,
+    /// The key's secret. It is not stored and is never shown again.
     key: &'a str,
+}
+
+/// The answer of a revocation or deactivation.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ResultOk)]
+pub struct ResultOk {
+    #[schema(pattern = "^OK$")]
+    result: &'static str,
+}
+
+pub const OK: ResultOk = ResultOk { result: "OK" };
+
+/// The query of `GET /v1/user-api-keys`. Names are matched without regard to
+/// case; the first occurrence of a repeated parameter counts.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KeyListQuery {
+    /// Only this user's keys: the caller's own, or anyone's for Administrators.
+    #[param(rename = "UserId")]
+    pub user_id: Option<uuid::Uuid>,
+    /// Keys that are active, or expired, now.
+    #[param(inline)]
+    pub state: Option<KeyState>,
+    /// Keys whose last valid instant is before 00:00Z of this date.
+    pub expires_before: Option<NaiveDate>,
+    /// Keys last used before 00:00Z of this date, or never.
+    pub last_used_before: Option<NaiveDate>,
+}
+
+/// `take` and `start_with` of every paged listing of this dialect.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// At most this many items.
+    #[param(minimum = 1, maximum = 1000)]
+    pub take: Option<u32>,
+    /// The id of the last item of the previous page (exclusive).
+    pub start_with: Option<uuid::Uuid>,
+}
+
+/// The values of the `state` filter.
+const STATES: [(&str, KeyState); 2] =
+    [("active", KeyState::Active), ("expired", KeyState::Expired)];
+
+fn state_filter(raw: &str) -> Option<KeyState> {
+    STATES
+        .iter()
+        .find(|(name, _)| *name == raw)
+        .map(|(_, state)| *state)
+}
+
+impl PartialSchema for KeyState {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(STATES.map(|(name, _)| name)))
+            .into()
+    }
+}
+
+impl ToSchema for KeyState {}
+
+/// The body of `POST /v1/user-api-keys`. Member names are matched without
+/// regard to case or underscores (`user_id`, `UserId`); unknown members are ignored.
+#[derive(ToSchema)]
+#[schema(as = NewKey)]
+pub struct NewKeyBody {
+    #[schema(min_length = 3, max_length = 255)]
+    pub name: String,
+    /// An active user of the tenant: the caller itself, or anyone for Administrators.
+    pub user_id: uuid::Uuid,
+    /// The key's last valid day: from today to today + the tenant's maximum
+    /// lifetime. An RFC 3339 date-time is also accepted (its UTC date counts).
+    pub expiration_date: NaiveDate,
+    /// Default `["public_api"]`; none the calling key lacks.
+    #[schema(min_items = 1)]
+    pub scopes: Option<Vec<Scope>>,
+}
+
+/// The body of a rotation; it may be omitted (see [`OptionalRotationBody`]).
+#[derive(ToSchema)]
+#[schema(as = KeyRotation)]
+pub struct RotationBody {
+    /// How long the old key keeps working. Default 0.
+    #[schema(minimum = 0, maximum = 604800)]
+    pub grace_seconds: Option<i64>,
+    /// The new key's last valid day; default the old key's (capped by the
+    /// tenant's maximum lifetime).
+    pub expiration_date: Option<NaiveDate>,
 }
 
 pub fn push(errors: &mut FieldErrors, field: &str, message: &str) {
@@ -114,18 +216,33 @@ fn date_param(raw: &str) -> Option<NaiveDate> {
         .filter(|_| raw.len() == 10)
 }
 
-async fn list(
+/// Lists keys that are not revoked (expired ones included), oldest first.
+///
+/// Without `UserId`, every key of the tenant (Administrators only).
+#[utoipa::path(
+    get,
+    path = "/v1/user-api-keys",
+    operation_id = "listKeys",
+    tag = "keys",
+    params(KeyListQuery, PageQuery),
+    responses(
+        (status = 200, description = "The keys, oldest first.", body = [KeyView]),
+        (status = 400, description = "A malformed filter or paging value, or a `UserId` that \
+            is empty, malformed, or (for Administrators) names no user of the tenant."),
+        (status = 401),
+        (status = 403, description = "Not an Administrator, and no `UserId` or another user's; \
+            or the calling key lacks `user_key_management`."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn list(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, Error> {
     let query = QueryParams::parse(req.query_string());
     let mut errors = FieldErrors::new();
-    let state_filter = |raw: &str| match raw {
-        "active" => Some(KeyState::Active),
-        "expired" => Some(KeyState::Expired),
-        _ => None,
-    };
     let filter = KeyFilter {
         user_id: param(&query, "UserId", parse_uuid, USER_ID_INVALID, &mut errors),
         state: param(
@@ -264,7 +381,27 @@ fn new_key(body: &JsonObject) -> Result<NewKey, Error> {
     }
 }
 
-async fn create(
+/// Creates a key for the caller, or for anyone (Administrators).
+#[utoipa::path(
+    post,
+    path = "/v1/user-api-keys",
+    operation_id = "createKey",
+    tag = "keys",
+    request_body = NewKeyBody,
+    responses(
+        (status = 201, description = "The key, with its secret in `key`.", body = CreatedKey),
+        (status = 400, description = "Every bad field, named; or `body` when it is not a \
+            JSON object."),
+        (status = 401),
+        (status = 403, description = "The calling key lacks `user_key_management` or a \
+            requested scope, or a non-Administrator acts for another user."),
+        (status = 413),
+        (status = 415),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
     body: JsonObject,
@@ -281,7 +418,24 @@ async fn create(
     }))
 }
 
-async fn get(
+/// Reads a key.
+#[utoipa::path(
+    get,
+    path = "/v1/user-api-keys/{id}",
+    operation_id = "getKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id.", format = Uuid)),
+    responses(
+        (status = 200, description = "The key.", body = KeyView),
+        (status = 401),
+        (status = 403, description = "The calling key lacks `user_key_management`."),
+        (status = 404, description = "Unknown, revoked, of another tenant, or not visible \
+            to the caller."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn get(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -300,7 +454,24 @@ async fn get(
     Ok(HttpResponse::Ok().json(KeyView::from(&key)))
 }
 
-async fn revoke(
+/// Revokes a key: it is rejected from the next request on.
+#[utoipa::path(
+    delete,
+    path = "/v1/user-api-keys/{id}",
+    operation_id = "revokeKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id.", format = Uuid)),
+    responses(
+        (status = 200, description = "Revoked.", body = ResultOk),
+        (status = 400, description = "`id`: the id is malformed, or names no key the \
+            caller may see, or one already revoked."),
+        (status = 401),
+        (status = 403, description = "The calling key lacks `user_key_management`."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn revoke(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -319,11 +490,42 @@ async fn revoke(
             Error::NotFound => Error::invalid("id", ID_INVALID),
             e => e,
         })?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"result": "OK"})))
+    Ok(HttpResponse::Ok().json(OK))
 }
 
-/// `DELETE /v1/user-api-keys` names no key.
-async fn revoke_without_id(caller: Caller) -> Result<HttpResponse, Error> {
+/// Marks the rotation's body as optional. utoipa makes a body optional only
+/// when its type is an `Option`, which would also allow a JSON `null`, a 400.
+pub struct OptionalRotationBody;
+
+impl Modify for OptionalRotationBody {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let body = openapi
+            .paths
+            .paths
+            .get_mut("/v1/user-api-keys/{id}/rotate")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|operation| operation.request_body.as_mut());
+        if let Some(body) = body {
+            body.required = Some(Required::False);
+        }
+    }
+}
+
+/// Names no key: always the revocation's 400 (after authentication).
+#[utoipa::path(
+    delete,
+    path = "/v1/user-api-keys",
+    operation_id = "revokeKeyWithoutId",
+    tag = "keys",
+    responses(
+        (status = 400, description = "`id`: no key is named."),
+        (status = 401),
+        (status = 403, description = "The calling key lacks `user_key_management`."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn revoke_without_id(caller: Caller) -> Result<HttpResponse, Error> {
     caller.require_scope(Scope::UserKeyManagement)?;
     Err(Error::invalid("id", ID_INVALID))
 }
@@ -364,7 +566,29 @@ fn rotation(body: &JsonObject) -> Result<Rotation, Error> {
     }
 }
 
-async fn rotate(
+/// Replaces a key by a new one with its user, name and scopes; the old key
+/// keeps working for `grace_seconds`.
+#[utoipa::path(
+    post,
+    path = "/v1/user-api-keys/{id}/rotate",
+    operation_id = "rotateKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The id of the key to rotate.", format = Uuid)),
+    request_body(content = RotationBody, description = "May be omitted."),
+    responses(
+        (status = 201, description = "The new key, with its secret in `key`.", body = CreatedKey),
+        (status = 400, description = "A bad `grace_seconds` or `expiration_date`, or `id`: \
+            malformed, unknown, revoked, or not visible to the caller."),
+        (status = 401),
+        (status = 403, description = "The calling key lacks `user_key_management` or one of \
+            the key's scopes."),
+        (status = 413),
+        (status = 415),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn rotate(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -3,10 +3,12 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::openapi::{ArrayBuilder, ObjectBuilder, RefOr, Schema, Type};
+use utoipa::ToSchema;
 
 use crate::api::input::{parse_uuid, JsonObject, QueryParams};
 use crate::api::timestamp;
-use crate::api::v1::keys::{page, push};
+use crate::api::v1::keys::{page, push, PageQuery, ResultOk, OK};
 use crate::auth::Caller;
 use crate::error::{Error, FieldErrors};
 use crate::users::{self, NewUser, User, UserChange};
@@ -27,16 +29,69 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The user object of this dialect.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserView<'a> {
+    #[schema(format = Uuid)]
     id: &'a str,
+    /// Lower-cased; unique in the tenant.
     email: &'a str,
     name: &'a str,
+    #[schema(schema_with = roles_schema)]
     roles: &'a [String],
     active: bool,
+    #[schema(format = DateTime)]
     created_on: String,
+    /// `null` until the user is changed.
+    #[schema(format = DateTime, required = true)]
     updated_on: Option<String>,
 }
+
+/// A page of users.
+#[derive(Serialize, ToSchema)]
+#[schema(as = UserList)]
+pub struct UserList<'a> {
+    users: Vec<UserView<'a>>,
+}
+
+/// Role names: the tenant's default roles, [`users::ROLES`].
+fn roles_schema() -> impl Into<RefOr<Schema>> {
+    let role = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(users::ROLES));
+    ArrayBuilder::new().items(role).build()
+}
+
+/// The body of `POST /v1/users`. Unknown members are ignored.
+#[derive(ToSchema)]
+#[schema(as = NewUser)]
+pub struct NewUserBody {
+    #[schema(format = Email)]
+    pub email: String,
+    /// Default: the email. 1 to 255 characters, no control characters.
+    #[schema(min_length = 1, max_length = 255)]
+    pub name: Option<String>,
+    /// Default `["Default users"]`.
+    #[schema(schema_with = roles_schema)]
+    pub roles: Option<Vec<String>>,
+}
+
+/// The body of `PATCH /v1/users/{id}`: any of its members.
+#[derive(ToSchema)]
+#[schema(as = UserChange)]
+pub struct UserChangeBody {
+    #[schema(min_length = 1, max_length = 255)]
+    pub name: Option<String>,
+    /// Replaces the user's roles.
+    #[schema(schema_with = roles_schema)]
+    pub roles: Option<Vec<String>>,
+    /// `false` deactivates the user (its keys are rejected); `true` reactivates it.
+    pub active: Option<bool>,
+}
+
+/// What every call here needs, beyond a valid key.
+const FORBIDDEN: &str = "The caller is not an Administrator, or the calling key lacks \
+    `user_management`.";
 
 impl<'a> From<&'a User> for UserView<'a> {
     fn from(user: &'a User) -> Self {
@@ -52,7 +107,24 @@ impl<'a> From<&'a User> for UserView<'a> {
     }
 }
 
-async fn list(
+/// Lists the tenant's users, oldest first, deactivated ones included.
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    operation_id = "listUsers",
+    tag = "users",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of users (100 unless `take` says otherwise).",
+            body = UserList),
+        (status = 400, description = "A bad `take` or `start_with`."),
+        (status = 401),
+        (status = 403, description = FORBIDDEN),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn list(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -70,8 +142,8 @@ async fn list(
     let users = state
         .db(move |conn| users::list_for(conn, &caller, &page))
         .await?;
-    let users: Vec<_> = users.iter().map(UserView::from).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "users": users })))
+    let users = users.iter().map(UserView::from).collect();
+    Ok(HttpResponse::Ok().json(UserList { users }))
 }
 
 /// Reads `roles`: an array of role names.
@@ -97,7 +169,26 @@ fn string(body: &JsonObject, field: &str, errors: &mut FieldErrors) -> Option<St
     string
 }
 
-async fn create(
+/// Creates a user.
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    operation_id = "createUser",
+    tag = "users",
+    request_body = NewUserBody,
+    responses(
+        (status = 201, description = "The user.", body = UserView),
+        (status = 400, description = "Every bad field, named; or `body`."),
+        (status = 401),
+        (status = 403, description = FORBIDDEN),
+        (status = 409, description = "A user with this email exists in the tenant."),
+        (status = 413),
+        (status = 415),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
     body: JsonObject,
@@ -144,7 +235,23 @@ async fn with_user<T: Send + 'static>(
         .await
 }
 
-async fn get(
+/// Reads a user.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    operation_id = "getUser",
+    tag = "users",
+    params(("id" = String, Path, description = "The user's id.", format = Uuid)),
+    responses(
+        (status = 200, description = "The user.", body = UserView),
+        (status = 401),
+        (status = 403, description = FORBIDDEN),
+        (status = 404, description = "Unknown, malformed, or of another tenant."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn get(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -156,7 +263,29 @@ async fn get(
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
-async fn update(
+/// Changes a user's name, roles or activity.
+#[utoipa::path(
+    patch,
+    path = "/v1/users/{id}",
+    operation_id = "updateUser",
+    tag = "users",
+    params(("id" = String, Path, description = "The user's id.", format = Uuid)),
+    request_body = UserChangeBody,
+    responses(
+        (status = 200, description = "The user, changed.", body = UserView),
+        (status = 400, description = "Every bad field, named; or `body`."),
+        (status = 401),
+        (status = 403, description = FORBIDDEN),
+        (status = 404, description = "Unknown, malformed, or of another tenant."),
+        (status = 409, description = "It would demote or deactivate the tenant's last active \
+            Administrator."),
+        (status = 413),
+        (status = 415),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn update(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -190,7 +319,25 @@ async fn update(
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
-async fn deactivate(
+/// Deactivates a user: its keys are rejected from the next request on; the
+/// user is kept.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}",
+    operation_id = "deactivateUser",
+    tag = "users",
+    params(("id" = String, Path, description = "The user's id.", format = Uuid)),
+    responses(
+        (status = 200, description = "Deactivated.", body = ResultOk),
+        (status = 401),
+        (status = 403, description = FORBIDDEN),
+        (status = 404, description = "Unknown, malformed, or of another tenant."),
+        (status = 409, description = "The user is the tenant's last active Administrator."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn deactivate(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -200,5 +347,5 @@ async fn deactivate(
         users::deactivate_for(conn, caller, id, now)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"result": "OK"})))
+    Ok(HttpResponse::Ok().json(OK))
 }

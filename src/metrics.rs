@@ -1,0 +1,164 @@
+//! Prometheus metrics, served at `GET /metrics`.
+//!
+//! Labels are bounded and carry no tenant names or key material: requests are
+//! labelled by route template (`/v1/user-api-keys/{id}`, never the path),
+//! method and status; authentication failures by reason.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use actix_web::http::StatusCode;
+
+use crate::error::Error;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    auth_failures: IntCounterVec,
+    pool_wait: Histogram,
+    pool_timeouts: IntCounter,
+    pool_connections: IntGauge,
+    pool_idle: IntGauge,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+impl Metrics {
+    #[expect(
+        clippy::expect_used,
+        reason = "metric definitions are constants: a failure is a bug caught by any test"
+    )]
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "keyward_http_requests_total",
+                "HTTP requests by route template, method and status.",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "keyward_http_request_duration_seconds",
+                "HTTP request latency.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "keyward_auth_failures_total",
+                "Failed authentications by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let pool_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "keyward_db_pool_wait_seconds",
+                "Time spent waiting for a database connection.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let pool_timeouts = IntCounter::new(
+            "keyward_db_pool_timeouts_total",
+            "Requests that found no database connection in time.",
+        )
+        .expect("valid metric");
+        let pool_connections = IntGauge::new(
+            "keyward_db_pool_connections",
+            "Database connections held by the pool.",
+        )
+        .expect("valid metric");
+        let pool_idle = IntGauge::new(
+            "keyward_db_pool_idle_connections",
+            "Idle database connections.",
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(auth_failures.clone()),
+            Box::new(pool_wait.clone()),
+            Box::new(pool_timeouts.clone()),
+            Box::new(pool_connections.clone()),
+            Box::new(pool_idle.clone()),
+        ] {
+            registry.register(metric).expect("metric names are unique");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            auth_failures,
+            pool_wait,
+            pool_timeouts,
+            pool_connections,
+            pool_idle,
+        }
+    }
+
+    pub fn observe_request(
+        &self,
+        route: &str,
+        method: &str,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
+        self.requests
+            .with_label_values(&[route, method, status.as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed authentication under a reason derived from its error.
+    pub fn auth_failure(&self, error: &Error) {
+        let reason = match error {
+            Error::TenantMissing => "tenant_missing",
+            Error::TenantUnknown => "tenant_unknown",
+            Error::KeyMissing => "key_missing",
+            Error::AuthHeaderMalformed => "header_malformed",
+            Error::KeyInvalid => "key_invalid",
+            Error::KeyExpired => "key_expired",
+            Error::RateLimited { .. } => "throttled",
+            _ => return,
+        };
+        self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    pub fn observe_pool_wait(&self, waited: Duration, got_one: bool) {
+        self.pool_wait.observe(waited.as_secs_f64());
+        if !got_one {
+            self.pool_timeouts.inc();
+        }
+    }
+
+    /// The Prometheus text exposition, with the pool's current state.
+    pub fn render(&self, pool: diesel::r2d2::State) -> Result<String, Error> {
+        self.pool_connections.set(i64::from(pool.connections));
+        self.pool_idle.set(i64::from(pool.idle_connections));
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        String::from_utf8(out).map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,223 @@
+//! Throttling, metrics, the access log and graceful shutdown (issue: operable and measurable).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_web::test::TestRequest;
+use chrono::TimeDelta;
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::common::*;
+
+const LIST: &str = "/v1/user-api-keys";
+
+fn from(ip: &str, path: &str, key: &str) -> TestRequest {
+    TestRequest::get()
+        .uri(path)
+        .peer_addr(SocketAddr::new(ip.parse().unwrap(), 40000))
+        .insert_header(("tenant", "acme"))
+        .insert_header(("x-key", key))
+}
+
+/// A plain HTTP/1.1 GET over loopback; returns (status, body).
+fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+both_backends! {
+    async fn failed_authentications_are_throttled_per_address(app: &TestApp) {
+        let w = World::new(app);
+        let state = app.reconfigured(|s| s.auth_failures_per_minute = 3);
+        let good = &w.alice_key.1;
+        let own = format!("{LIST}?UserId={}", w.alice.id);
+        for _ in 0..3 {
+            assert_401(&app.send_to(state.clone(), from("10.0.0.1", LIST, "kw_guess")).await, "x-key", "Invalid API key");
+        }
+        let refused = app.send_to(state.clone(), from("10.0.0.1", LIST, "kw_guess")).await;
+        assert_problem(&refused, 429, "https://tools.ietf.org/html/rfc6585#section-4", "Too many failed authentications", None);
+        assert_eq!(refused.header("retry-after"), Some("60"));
+        // Even a good key from that address waits; the same key from elsewhere does not.
+        assert_eq!(app.send_to(state.clone(), from("10.0.0.1", &own, good)).await.status, 429);
+        assert_eq!(app.send_to(state.clone(), from("10.0.0.2", &own, good)).await.status, 200);
+        let estuary = app.send_to(state.clone(), from("10.0.0.1", "/user/stats", good)).await;
+        assert_eq!(estuary.status, 429);
+        assert_eq!(estuary.body["error"]["reason"], "ERR_RATE_LIMITED");
+        assert!(estuary.header("retry-after").is_some());
+        // Probes are not behind authentication, so not throttled.
+        assert_eq!(app.send_to(state.clone(), TestRequest::get().uri("/liveness").peer_addr("10.0.0.1:1".parse().unwrap())).await.status, 200);
+        app.clock.advance(TimeDelta::seconds(30));
+        assert_eq!(app.send_to(state.clone(), from("10.0.0.1", &own, good)).await.header("retry-after"), Some("30"));
+        app.clock.advance(TimeDelta::seconds(30));
+        assert_eq!(app.send_to(state.clone(), from("10.0.0.1", &own, good)).await.status, 200);
+    }
+
+    async fn metrics_count_requests_without_tenant_or_key_material(app: &TestApp) {
+        let w = World::new(app);
+        let key_path = format!("{LIST}/{}", w.alice_key.0.id);
+        assert_eq!(app.get(&key_path, "acme", &w.alice_key.1).await.status, 200);
+        app.get(LIST, "acme", "kw_nope").await;
+        app.get(LIST, "nope", "kw_nope").await;
+        app.get("/no/such/route", "", "").await;
+        let reply = app.send(TestRequest::get().uri("/metrics")).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.header("content-type").unwrap().starts_with("text/plain"));
+        let text = &reply.text;
+        for expected in [
+            r#"keyward_http_requests_total{method="GET",route="/v1/user-api-keys/{id}",status="200"} 1"#,
+            r#"keyward_http_requests_total{method="GET",route="/v1/user-api-keys",status="401"} 2"#,
+            r#"keyward_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
+            r#"keyward_auth_failures_total{reason="key_invalid"} 1"#,
+            r#"keyward_auth_failures_total{reason="tenant_unknown"} 1"#,
+            "keyward_http_request_duration_seconds_bucket",
+            "keyward_db_pool_connections",
+            "keyward_db_pool_idle_connections",
+            "keyward_db_pool_wait_seconds_count",
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        for secret in [w.alice_key.1.as_str(), w.alice_key.0.id.as_str(), "acme", "kw_nope"] {
+            assert!(!text.contains(secret), "{secret} leaked into metrics");
+        }
+    }
+}
+
+/// The real binary: SIGTERM stops it cleanly, and it writes the buffered
+/// last-used times before exiting. Its access log names routes, never secrets.
+#[test]
+fn graceful_shutdown_flushes_last_used_and_logs_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    let keyward = env!("CARGO_BIN_EXE_keyward");
+    let boot = Command::new(keyward)
+        .args([
+            "bootstrap",
+            "--tenant",
+            "acme",
+            "--email",
+            "admin@acme.test",
+            "--json",
+        ])
+        .env("KEYWARD_DATABASE_URL", &url)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        boot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&boot.stderr)
+    );
+    let boot: Value = serde_json::from_slice(&boot.stdout).unwrap();
+    let (key, user_id, key_id) = (
+        boot["key"].as_str().unwrap(),
+        boot["user_id"].as_str().unwrap(),
+        boot["id"].as_str().unwrap(),
+    );
+
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(keyward)
+        .env("KEYWARD_DATABASE_URL", &url)
+        .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(port, "/readiness", &[]).map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "server did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let path = format!("{LIST}?UserId={user_id}&note={key}");
+    let (status, _) = http_get(
+        port,
+        &path,
+        &[
+            ("tenant", "acme"),
+            ("x-key", key),
+            ("x-request-id", "shutdown-test-1"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+
+    let term = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(status.success(), "exit {status:?}\n{log}");
+
+    // The use was written at shutdown (or by the periodic flush before it).
+    let settings = settings(&url);
+    let pool = keyward::db::connect(
+        &keyward::config::DatabaseUrl::parse(&settings.database_url).unwrap(),
+        1,
+    )
+    .unwrap();
+    let tenant = keyward::tenants::get_by_name(&mut pool.get().unwrap(), "acme").unwrap();
+    let key_row = keyward::keys::find_live(
+        &mut pool.get().unwrap(),
+        &tenant.id,
+        &keyward::keys::KeyRef::Id(key_id.to_owned()),
+        chrono::Utc::now(),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(
+        key_row.last_used_at.is_some(),
+        "last use not recorded\n{log}"
+    );
+
+    // One access line for the request, by route template; never the key, the query or the path.
+    let line = log
+        .lines()
+        .find(|l| l.contains("shutdown-test-1"))
+        .unwrap_or_else(|| panic!("no access line\n{log}"));
+    assert!(
+        line.contains("tenant=acme GET /v1/user-api-keys 200"),
+        "{line}"
+    );
+    assert!(!log.contains(key), "the secret reached the log:\n{log}");
+    assert!(
+        !log.contains(user_id),
+        "the query string reached the log:\n{log}"
+    );
+}
