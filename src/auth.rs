@@ -4,6 +4,7 @@
 //! pinned), tenant known, key sent, key well-formed (no database access), key
 //! found in *this* tenant, not revoked, user active, not expired.
 
+pub mod cache;
 pub mod secret;
 
 use actix_web::http::header::HeaderMap;
@@ -12,6 +13,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use futures_util::future::LocalBoxFuture;
 
+use self::cache::Authenticated;
 use crate::api::context::RequestId;
 use crate::db::DbConnection;
 use crate::error::Error;
@@ -144,22 +146,42 @@ fn bearer_token(header: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Checks `credentials` against the database as of `now`.
+/// What the key headers presented, decided without the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    Missing,
+    Malformed,
+    /// A well-formed secret, by its hash.
+    Hash(String),
+}
+
+impl Credentials {
+    pub fn presented(&self, prefix: &str) -> Presented {
+        match self.key.as_deref() {
+            None => Presented::Missing,
+            Some(key) if !secret::well_formed(key, prefix) => Presented::Malformed,
+            Some(key) => Presented::Hash(secret::hash(key)),
+        }
+    }
+}
+
+/// Checks a presented key against the database as of `now`.
 pub fn authenticate(
     conn: &mut DbConnection,
-    credentials: &Credentials,
-    prefix: &str,
+    tenant_name: &str,
+    presented: &Presented,
     now: DateTime<Utc>,
-) -> Result<Caller, Error> {
-    let tenant = match tenants::valid_name(&credentials.tenant) {
-        true => tenants::find_by_name(conn, &credentials.tenant)?,
+) -> Result<Authenticated, Error> {
+    let tenant = match tenants::valid_name(tenant_name) {
+        true => tenants::find_by_name(conn, tenant_name)?,
         false => None,
     }
     .ok_or(Error::TenantUnknown)?;
-    let presented = credentials.key.as_deref().ok_or(Error::KeyMissing)?;
-    if !secret::well_formed(presented, prefix) {
-        return Err(Error::KeyInvalid);
-    }
+    let hash = match presented {
+        Presented::Missing => return Err(Error::KeyMissing),
+        Presented::Malformed => return Err(Error::KeyInvalid),
+        Presented::Hash(hash) => hash,
+    };
     type Row = (
         String,
         String,
@@ -176,7 +198,7 @@ pub fn authenticate(
                 .and(users::id.eq(api_keys::user_id))),
         )
         .filter(api_keys::tenant_id.eq(&tenant.id))
-        .filter(api_keys::secret_hash.eq(secret::hash(presented)))
+        .filter(api_keys::secret_hash.eq(hash))
         .select((
             api_keys::id,
             api_keys::user_id,
@@ -190,21 +212,52 @@ pub fn authenticate(
         .optional()?;
     let (key_id, user_id, scopes, expires_at, revoked_at, roles, active) =
         row.ok_or(Error::KeyInvalid)?;
-    let now_naive = now.naive_utc();
-    if revoked_at.is_some_and(|at| at <= now_naive) || !active {
+    if !active {
         return Err(Error::KeyInvalid);
     }
-    if now_naive >= expires_at {
-        return Err(Error::KeyExpired);
+    let authenticated = Authenticated {
+        caller: Caller {
+            tenant,
+            user_id,
+            roles: decode_roles(&roles),
+            key_id,
+            scopes: decode_scopes(&scopes),
+            origin: Origin::default(),
+        },
+        expires_at: expires_at.and_utc(),
+        revoked_at: revoked_at.map(|at| at.and_utc()),
+    };
+    authenticated.at(now)?;
+    Ok(authenticated)
+}
+
+/// Authenticates a request: the cache if it has a fresh answer, else the database.
+async fn authenticate_request(
+    state: &AppState,
+    credentials: Credentials,
+    now: DateTime<Utc>,
+) -> Result<Caller, Error> {
+    let presented = credentials.presented(&state.settings.key_prefix);
+    if let Presented::Hash(hash) = &presented {
+        if let Some(hit) = state.auth_cache.get(&credentials.tenant, hash, now) {
+            return hit.at(now);
+        }
     }
-    Ok(Caller {
-        tenant,
-        user_id,
-        roles: decode_roles(&roles),
-        key_id,
-        scopes: decode_scopes(&scopes),
-        origin: Origin::default(),
-    })
+    let generation = state.auth_cache.generation();
+    let (tenant, lookup) = (credentials.tenant.clone(), presented.clone());
+    let authenticated = state
+        .db(move |conn| authenticate(conn, &tenant, &lookup, now))
+        .await?;
+    if let Presented::Hash(hash) = &presented {
+        state.auth_cache.insert(
+            &credentials.tenant,
+            hash,
+            authenticated.clone(),
+            now,
+            generation,
+        );
+    }
+    Ok(authenticated.caller)
 }
 
 impl FromRequest for Caller {
@@ -231,13 +284,8 @@ impl FromRequest for Caller {
                 state.metrics.auth_failure(&error);
                 return Err(error);
             }
-            let settings = state.settings.clone();
             let authenticated = match credentials {
-                Ok(credentials) => {
-                    state
-                        .db(move |conn| authenticate(conn, &credentials, &settings.key_prefix, now))
-                        .await
-                }
+                Ok(credentials) => authenticate_request(&state, credentials, now).await,
                 Err(e) => Err(e),
             };
             match authenticated {

@@ -41,6 +41,8 @@ pub struct AppState {
     /// Last-used times waiting to be written.
     pub usage: usage::UsageRecorder,
     pub throttle: throttle::AuthThrottle,
+    /// Recent successful authentications; see `auth::cache` for the rules.
+    pub auth_cache: auth::cache::AuthCache,
     pub metrics: Arc<metrics::Metrics>,
 }
 
@@ -53,6 +55,7 @@ impl AppState {
             clock,
             usage: usage::UsageRecorder::default(),
             throttle: throttle::AuthThrottle::new(settings_limit),
+            auth_cache: auth::cache::AuthCache::default(),
             metrics: Arc::new(metrics::Metrics::new()),
         }
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
 
@@ -109,6 +110,15 @@ pub async fn middleware(
     }
     let elapsed = started.elapsed();
     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+        // A successful write may revoke a key or deactivate a user: the next
+        // request must not be answered from a cached authentication.
+        let read_only = matches!(
+            *res.request().method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        );
+        if !read_only && res.status().is_success() {
+            state.auth_cache.clear();
+        }
         let route = res.request().match_pattern();
         let route = route.as_deref().unwrap_or("unmatched");
         state.metrics.observe_request(

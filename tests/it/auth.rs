@@ -147,3 +147,88 @@ both_backends! {
         assert_eq!(reply.body["traceId"], "client-42");
     }
 }
+
+/// Changes made by another process (the CLI, a second instance) straight in
+/// the database: honoured within one second, whatever this instance cached.
+mod changes_from_another_process {
+    use super::*;
+    use diesel::prelude::*;
+    use keyward::schema::{api_keys, tenants};
+
+    both_backends! {
+        async fn revocation_is_honoured_within_a_second(app: &TestApp) {
+            let w = World::new(app);
+            let own = format!("{LIST}?UserId={}", w.alice.id);
+            assert_eq!(app.get(&own, "acme", &w.alice_key.1).await.status, 200);
+            diesel::update(api_keys::table.filter(api_keys::id.eq(&w.alice_key.0.id)))
+                .set(api_keys::revoked_at.eq(app.now().naive_utc()))
+                .execute(&mut *app.conn())
+                .unwrap();
+            app.clock.advance(TimeDelta::seconds(1));
+            assert_401(&app.get(&own, "acme", &w.alice_key.1).await, "x-key", "Invalid API key");
+        }
+
+        async fn deactivation_is_honoured_within_a_second(app: &TestApp) {
+            let w = World::new(app);
+            let own = format!("{LIST}?UserId={}", w.alice.id);
+            assert_eq!(app.get(&own, "acme", &w.alice_key.1).await.status, 200);
+            app.set_user_active(&w.alice, false);
+            app.clock.advance(TimeDelta::seconds(1));
+            assert_401(&app.get(&own, "acme", &w.alice_key.1).await, "x-key", "Invalid API key");
+        }
+
+        async fn a_policy_change_is_honoured_within_a_second(app: &TestApp) {
+            let w = World::new(app);
+            let body = |days| json!({"name": "abc", "user_id": w.alice.id, "expiration_date": (today() + Days::new(days)).to_string()});
+            assert_eq!(app.post(LIST, "acme", &w.alice_key.1, body(100)).await.status, 201);
+            diesel::update(tenants::table.filter(tenants::id.eq(&w.acme.id)))
+                .set(tenants::max_key_lifetime_days.eq(30))
+                .execute(&mut *app.conn())
+                .unwrap();
+            app.clock.advance(TimeDelta::seconds(1));
+            assert_eq!(app.post(LIST, "acme", &w.alice_key.1, body(100)).await.status, 400);
+        }
+
+        async fn a_new_key_works_on_the_very_next_request(app: &TestApp) {
+            let w = World::new(app);
+            // A failed attempt is not remembered: the key made right after it works at once.
+            let (key, secret) = app.key(&w.acme, &w.bob, KEY_MANAGER);
+            diesel::update(api_keys::table.filter(api_keys::id.eq(&key.id)))
+                .set(api_keys::revoked_at.eq(app.now().naive_utc()))
+                .execute(&mut *app.conn())
+                .unwrap();
+            assert_401(&app.get(LIST, "acme", &secret).await, "x-key", "Invalid API key");
+            diesel::update(api_keys::table.filter(api_keys::id.eq(&key.id)))
+                .set(api_keys::revoked_at.eq(None::<chrono::NaiveDateTime>))
+                .execute(&mut *app.conn())
+                .unwrap();
+            let own = format!("{LIST}?UserId={}", w.bob.id);
+            assert_eq!(app.get(&own, "acme", &secret).await.status, 200);
+        }
+    }
+}
+
+both_backends! {
+    async fn this_instances_changes_take_effect_on_the_very_next_request(app: &TestApp) {
+        let w = World::new(app);
+        let own = format!("{LIST}?UserId={}", w.bob.id);
+        // Cached by a first use, then revoked, rotated or deactivated through this instance.
+        assert_eq!(app.get(&own, "acme", &w.bob_key.1).await.status, 200);
+        app.delete(&format!("{LIST}/{}", w.bob_key.0.id), "acme", w.admin_secret()).await;
+        assert_401(&app.get(&own, "acme", &w.bob_key.1).await, "x-key", "Invalid API key");
+
+        let alice = format!("{LIST}?UserId={}", w.alice.id);
+        assert_eq!(app.get(&alice, "acme", &w.alice_key.1).await.status, 200);
+        let reply = app.post(&format!("/v1/users/{}", w.alice.id), "acme", w.admin_secret(), json!({})).await;
+        assert_eq!(reply.status, 405);
+        let deactivate = app.delete(&format!("/v1/users/{}", w.alice.id), "acme", w.admin_secret()).await;
+        assert_eq!(deactivate.status, 200);
+        assert_401(&app.get(&alice, "acme", &w.alice_key.1).await, "x-key", "Invalid API key");
+
+        let (key, secret) = app.key(&w.acme, &w.admin, &Scope::ALL);
+        assert_eq!(app.get(LIST, "acme", &secret).await.status, 200);
+        let rotated = app.post(&format!("{LIST}/{}/rotate", key.id), "acme", w.admin_secret(), json!({})).await;
+        assert_eq!(rotated.status, 201);
+        assert_401(&app.get(LIST, "acme", &secret).await, "x-key", "Invalid API key");
+    }
+}

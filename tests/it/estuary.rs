@@ -120,7 +120,9 @@ both_backends! {
         ] {
             envelope(&create(app, &w.alice_key.1, query).await, 400, "ERR_INVALID_INPUT");
         }
+        // A policy change made by another process (the CLI) is honoured within a second.
         keyward::tenants::set_max_key_lifetime(&mut app.conn(), "acme", 7, app.now()).unwrap();
+        app.clock.advance(TimeDelta::seconds(1));
         envelope(&create(app, &w.alice_key.1, "expiry=169h").await, 400, "ERR_INVALID_INPUT");
         // The default shrinks to the tenant's maximum.
         let reply = create(app, &w.alice_key.1, "").await;
