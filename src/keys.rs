@@ -538,18 +538,7 @@ pub fn rotate_for(
         let (key, secret) = insert(conn, tenant, new, expires_at, prefix, now, &actor)?;
         let grace_ends = now + TimeDelta::seconds(rotation.grace_seconds);
         let revoked_at = old.revoked_at.map_or(grace_ends, |at| at.min(grace_ends));
-        diesel::update(
-            api_keys::table.filter(
-                api_keys::tenant_id
-                    .eq(&tenant.id)
-                    .and(api_keys::id.eq(&old.id)),
-            ),
-        )
-        .set((
-            api_keys::revoked_at.eq(revoked_at.naive_utc()),
-            api_keys::updated_at.eq(now.naive_utc()),
-        ))
-        .execute(conn)?;
+        set_revoked_at(conn, &tenant.id, &old.id, revoked_at, now)?;
         let target = Target {
             id: &old.id,
             user_id: &old.user_id,
@@ -623,18 +612,7 @@ fn revoke_visible(
         let key = find_live(conn, &caller.tenant.id, key, now)?
             .filter(|key| visible(key))
             .ok_or(Error::NotFound)?;
-        diesel::update(
-            api_keys::table.filter(
-                api_keys::tenant_id
-                    .eq(&caller.tenant.id)
-                    .and(api_keys::id.eq(&key.id)),
-            ),
-        )
-        .set((
-            api_keys::revoked_at.eq(now.naive_utc()),
-            api_keys::updated_at.eq(now.naive_utc()),
-        ))
-        .execute(conn)?;
+        set_revoked_at(conn, &caller.tenant.id, &key.id, now, now)?;
         let target = Target {
             id: &key.id,
             user_id: &key.user_id,
@@ -649,6 +627,25 @@ fn revoke_visible(
             now,
         )
     })
+}
+
+/// Revokes the key `id` as of `at` (now, or the end of a grace window).
+fn set_revoked_at(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    diesel::update(
+        api_keys::table.filter(api_keys::tenant_id.eq(tenant_id).and(api_keys::id.eq(id))),
+    )
+    .set((
+        api_keys::revoked_at.eq(at.naive_utc()),
+        api_keys::updated_at.eq(now.naive_utc()),
+    ))
+    .execute(conn)?;
+    Ok(())
 }
 
 /// The key of the tenant named by `key`, unless it is revoked (as of `now`).
