@@ -25,10 +25,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// ISO-8601 UTC, second precision, `Z` suffix: how both dialects show instants.
 pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    use chrono::{Datelike, Timelike};
+    // Written out by hand: `format()` parses its pattern on every call, and
+    // this runs ten times per hot-path response.
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Any route that does not exist.
 pub async fn not_found() -> Result<actix_web::HttpResponse, Error> {
     Err(Error::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_are_iso_8601_seconds_utc() {
+        let t = chrono::Utc.with_ymd_and_hms(2023, 8, 8, 9, 5, 7).unwrap()
+            + chrono::TimeDelta::microseconds(999_999);
+        assert_eq!(super::timestamp(t), "2023-08-08T09:05:07Z");
+        let t = chrono::Utc.with_ymd_and_hms(987, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(
+            super::timestamp(t),
+            t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+        );
+    }
 }

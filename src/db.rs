@@ -63,6 +63,10 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<DbPool, Error> {
     let mut builder = Pool::builder()
         .max_size(pool_size)
         .connection_timeout(Duration::from_secs(5))
+        // r2d2 pings every connection it hands out by default: a `SELECT 1`
+        // (a round trip on PostgreSQL) per request. A connection that breaks
+        // is dropped by `has_broken` after its failing query instead.
+        .test_on_check_out(false)
         .connection_customizer(Box::new(SqlitePragmas));
     if *url == DatabaseUrl::SqliteMemory {
         builder = builder.idle_timeout(None).max_lifetime(None);

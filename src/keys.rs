@@ -406,6 +406,31 @@ fn list(
     now: DateTime<Utc>,
 ) -> Result<Vec<ApiKey>, Error> {
     let now = now.naive_utc();
+    if let (Some(user_id), None, None, None, None, None) = (
+        &filter.user_id,
+        filter.state,
+        filter.expires_before,
+        filter.last_used_before,
+        page.take,
+        &page.start_with,
+    ) {
+        // The hot path: one user's keys, unfiltered and unpaged. A query of
+        // fixed shape, so the connection keeps it prepared.
+        return Ok(api_keys::table
+            .filter(api_keys::tenant_id.eq(tenant_id))
+            .filter(api_keys::user_id.eq(user_id))
+            .filter(
+                api_keys::revoked_at
+                    .is_null()
+                    .or(api_keys::revoked_at.gt(now)),
+            )
+            .order((api_keys::created_at.asc(), api_keys::id.asc()))
+            .select(KeyRow::as_select())
+            .load::<KeyRow>(conn)?
+            .into_iter()
+            .map(ApiKey::from)
+            .collect());
+    }
     let mut query = api_keys::table
         .filter(api_keys::tenant_id.eq(tenant_id))
         .filter(

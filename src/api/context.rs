@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use actix_web::http::header::{HeaderName, HeaderValue, ALLOW, CONTENT_LENGTH};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
@@ -46,6 +46,20 @@ impl Dialect {
     }
 }
 
+/// A fresh request id: 32 hex characters, a random per-process prefix and a
+/// counter. Unique, not secret, and without a system call per request.
+fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    format!(
+        "{prefix:016x}{:016x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// An incoming id is kept if it is a short token that is safe to log and echo.
 fn sane_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
@@ -64,7 +78,7 @@ pub async fn middleware(
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| sane_request_id(id))
-        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+        .map_or_else(new_request_id, str::to_owned);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let dialect = Dialect::of(req.path());
 
@@ -101,8 +115,13 @@ pub async fn middleware(
                 res.request().path()
             );
         }
+        // actix's 405 names the allowed methods; keep that across the re-render.
+        let allow = res.headers().get(ALLOW).cloned();
         let rendered = dialect.render(error, &request_id);
         res = res.into_response(rendered);
+        if let Some(allow) = allow {
+            res.headers_mut().insert(ALLOW, allow);
+        }
     }
 
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -165,6 +184,14 @@ mod tests {
         assert_eq!(Dialect::of("/user"), Dialect::Estuary);
         assert_eq!(Dialect::of("/users"), Dialect::ProblemDetails);
         assert_eq!(Dialect::of("/v1/user-api-keys"), Dialect::ProblemDetails);
+    }
+
+    #[test]
+    fn fresh_request_ids_are_distinct_hex() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()) && sane_request_id(&a));
     }
 
     #[test]

@@ -29,9 +29,9 @@ use crate::error::Error;
 use crate::keys::Scope;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/openapi.json", web::get().to(openapi_json))
-        .route("/docs", web::get().to(swagger_index))
-        .route("/docs/{file}", web::get().to(swagger_file));
+    cfg.service(web::resource("/openapi.json").route(web::get().to(openapi_json)))
+        .service(web::resource("/docs").route(web::get().to(swagger_index)))
+        .service(web::resource("/docs/{file}").route(web::get().to(swagger_file)));
 }
 
 #[derive(OpenApi)]

@@ -26,9 +26,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
-    .route("/user/api-keys/{key_or_hash}", web::delete().to(revoke))
-    .route("/user/stats", web::get().to(stats))
-    .route("/user/export", web::get().to(export));
+    .service(web::resource("/user/api-keys/{key_or_hash}").route(web::delete().to(revoke)))
+    .service(web::resource("/user/stats").route(web::get().to(stats)))
+    .service(web::resource("/user/export").route(web::get().to(export)));
 }
 
 /// Estuary's error body, `{"error":{"code","reason","details"}}`.

@@ -8,8 +8,8 @@ use crate::error::Error;
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/liveness", web::get().to(liveness))
-        .route("/readiness", web::get().to(readiness));
+    cfg.service(web::resource("/liveness").route(web::get().to(liveness)))
+        .service(web::resource("/readiness").route(web::get().to(readiness)));
 }
 
 /// 200 while the process serves requests.

@@ -14,7 +14,7 @@ use crate::error::{Error, FieldErrors};
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/audit-events", web::get().to(list));
+    cfg.service(web::resource("/v1/audit-events").route(web::get().to(list)));
 }
 
 /// How many events a listing returns when `take` is not given.

@@ -32,7 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get))
             .route(web::delete().to(revoke)),
     )
-    .route("/v1/user-api-keys/{id}/rotate", web::post().to(rotate));
+    .service(web::resource("/v1/user-api-keys/{id}/rotate").route(web::post().to(rotate)));
 }
 
 /// The key object of this dialect.
