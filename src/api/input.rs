@@ -132,6 +132,13 @@ impl QueryParams {
     }
 }
 
+/// The path segment `name` as a canonical UUID; empty when it is not one, so
+/// it names nothing and the core answers as for an unknown id (after its own
+/// authorization checks).
+pub fn path_id(req: &HttpRequest, name: &str) -> String {
+    parse_uuid(req.match_info().query(name)).unwrap_or_default()
+}
+
 /// A UUID in canonical (lower-case, hyphenated) form, if `s` is one.
 pub fn parse_uuid(s: &str) -> Option<String> {
     uuid::Uuid::try_parse(s.trim())

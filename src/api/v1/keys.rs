@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::openapi::{ObjectBuilder, RefOr, Required, Schema, Type};
 use utoipa::{IntoParams, Modify, PartialSchema, ToSchema};
 
-use crate::api::input::{parse_uuid, JsonObject, OptionalJsonObject, QueryParams};
+use crate::api::input::{parse_uuid, path_id, JsonObject, OptionalJsonObject, QueryParams};
 use crate::api::timestamp;
 use crate::auth::Caller;
 use crate::error::{Error, FieldErrors};
@@ -440,16 +440,10 @@ pub async fn get(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, Error> {
-    let id = parse_uuid(req.match_info().query("id"));
+    let id = path_id(&req, "id");
     let now = state.clock.now();
     let key = state
-        .db(move |conn| match id {
-            Some(id) => keys::get_for(conn, &caller, &id, now),
-            // A malformed id names no key, but the scope check still comes first.
-            None => caller
-                .require_scope(Scope::UserKeyManagement)
-                .and(Err(Error::NotFound)),
-        })
+        .db(move |conn| keys::get_for(conn, &caller, &id, now))
         .await?;
     Ok(HttpResponse::Ok().json(KeyView::from(&key)))
 }
@@ -476,15 +470,10 @@ pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, Error> {
-    let id = parse_uuid(req.match_info().query("id"));
+    let id = path_id(&req, "id");
     let now = state.clock.now();
     state
-        .db(move |conn| match id {
-            Some(id) => keys::revoke_for(conn, &caller, &id, now),
-            None => caller
-                .require_scope(Scope::UserKeyManagement)
-                .and(Err(Error::NotFound)),
-        })
+        .db(move |conn| keys::revoke_for(conn, &caller, &id, now))
         .await
         .map_err(|e| match e {
             Error::NotFound => Error::invalid("id", ID_INVALID),
@@ -594,17 +583,12 @@ pub async fn rotate(
     req: HttpRequest,
     body: OptionalJsonObject,
 ) -> Result<HttpResponse, Error> {
-    let id = parse_uuid(req.match_info().query("id"));
+    let id = path_id(&req, "id");
     let rotation = rotation(&body.0)?;
     let now = state.clock.now();
     let settings = state.settings.clone();
     let (key, secret) = state
-        .db(move |conn| match id {
-            Some(id) => keys::rotate_for(conn, &caller, &id, &rotation, &settings.key_prefix, now),
-            None => caller
-                .require_scope(Scope::UserKeyManagement)
-                .and(Err(Error::NotFound)),
-        })
+        .db(move |conn| keys::rotate_for(conn, &caller, &id, &rotation, &settings.key_prefix, now))
         .await
         .map_err(|e| match e {
             Error::NotFound => Error::invalid("id", ID_INVALID),

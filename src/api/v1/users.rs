@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa::openapi::{ArrayBuilder, ObjectBuilder, RefOr, Schema, Type};
 use utoipa::ToSchema;
 
-use crate::api::input::{parse_uuid, JsonObject, QueryParams};
+use crate::api::input::{path_id, JsonObject, QueryParams};
 use crate::api::timestamp;
 use crate::api::v1::keys::{page, push, PageQuery, ResultOk, OK};
 use crate::auth::Caller;
@@ -218,23 +218,6 @@ pub async fn create(
     Ok(HttpResponse::Created().json(UserView::from(&user)))
 }
 
-/// Runs `f` on the user named by the path, or answers 404 for a malformed id
-/// (after the caller's own authorization, so a 403 is never hidden by a 404).
-async fn with_user<T: Send + 'static>(
-    caller: Caller,
-    state: &web::Data<AppState>,
-    req: &HttpRequest,
-    f: impl FnOnce(&mut crate::db::DbConnection, &Caller, &str) -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    let id = parse_uuid(req.match_info().query("id"));
-    state
-        .db(move |conn| {
-            let id = id.unwrap_or_default();
-            f(conn, &caller, &id)
-        })
-        .await
-}
-
 /// Reads a user.
 #[utoipa::path(
     get,
@@ -256,10 +239,10 @@ pub async fn get(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, Error> {
-    let user = with_user(caller, &state, &req, |conn, caller, id| {
-        users::get_for(conn, caller, id)
-    })
-    .await?;
+    let id = path_id(&req, "id");
+    let user = state
+        .db(move |conn| users::get_for(conn, &caller, &id))
+        .await?;
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
@@ -312,10 +295,10 @@ pub async fn update(
         active,
     };
     let now = state.clock.now();
-    let user = with_user(caller, &state, &req, move |conn, caller, id| {
-        users::update_for(conn, caller, id, change, now)
-    })
-    .await?;
+    let id = path_id(&req, "id");
+    let user = state
+        .db(move |conn| users::update_for(conn, &caller, &id, change, now))
+        .await?;
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
@@ -343,9 +326,9 @@ pub async fn deactivate(
     req: HttpRequest,
 ) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
-    with_user(caller, &state, &req, move |conn, caller, id| {
-        users::deactivate_for(conn, caller, id, now)
-    })
-    .await?;
+    let id = path_id(&req, "id");
+    state
+        .db(move |conn| users::deactivate_for(conn, &caller, &id, now))
+        .await?;
     Ok(HttpResponse::Ok().json(OK))
 }
