@@ -563,3 +563,64 @@ crate::both_backends! {
         assert!(secret::well_formed(str_of(&run.json(), "key"), "kw"));
     }
 }
+
+/// Configuration layers: the compiled-in defaults, `config/default.toml` in the
+/// working directory, the `KEYWARD_CONFIG` file, then `KEYWARD_*` variables.
+#[::core::prelude::v1::test]
+fn configuration_files_and_environment_layer_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    let run = |config_file: Option<&Path>, env_url: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.args(["tenant", "create", "layered", "--json"])
+            .current_dir(dir.path());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("KEYWARD_") {
+                cmd.env_remove(&name);
+            }
+        }
+        if let Some(file) = config_file {
+            cmd.env("KEYWARD_CONFIG", file);
+        }
+        if let Some(url) = env_url {
+            cmd.env("KEYWARD_DATABASE_URL", url);
+        }
+        cmd.output().unwrap()
+    };
+    // config/default.toml in the working directory overrides the compiled-in default.
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/default.toml"),
+        format!("database_url = {:?}\n", db("local.db")),
+    )
+    .unwrap();
+    assert!(run(None, None).status.success());
+    assert!(dir.path().join("local.db").exists());
+    // The KEYWARD_CONFIG file overrides it...
+    let file = dir.path().join("keyward.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "database_url = {:?}\nkey_prefix = \"acme\"\n",
+            db("from-file.db")
+        ),
+    )
+    .unwrap();
+    assert!(run(Some(&file), None).status.success());
+    assert!(dir.path().join("from-file.db").exists());
+    // ...and the environment overrides both.
+    assert!(run(Some(&file), Some(&db("from-env.db"))).status.success());
+    assert!(dir.path().join("from-env.db").exists());
+    // A KEYWARD_CONFIG that does not exist, or a bad value in it, stops the command.
+    let missing = run(Some(&dir.path().join("nope.toml")), None);
+    assert!(!missing.status.success());
+    std::fs::write(&file, "key_prefix = \"bad_prefix!\"\n").unwrap();
+    let bad = run(Some(&file), None);
+    assert!(!bad.status.success());
+    // With --json, the error is the one JSON object on stdout.
+    let error: Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("key_prefix"),
+        "{bad:?}"
+    );
+}
