@@ -44,15 +44,11 @@ pub struct AppState {
     /// Recent successful authentications; see `auth::cache` for the rules.
     pub auth_cache: auth::cache::AuthCache,
     pub metrics: Arc<metrics::Metrics>,
-    /// One permit per pooled connection: database work beyond that waits here,
-    /// on the executor, instead of parking blocking threads on the pool.
-    db_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {
     pub fn new(pool: DbPool, settings: Settings, clock: Arc<dyn Clock>) -> Self {
         let settings_limit = settings.auth_failures_per_minute;
-        let db_slots = tokio::sync::Semaphore::new(pool.max_size() as usize);
         Self {
             pool,
             settings: Arc::new(settings),
@@ -61,7 +57,6 @@ impl AppState {
             throttle: throttle::AuthThrottle::new(settings_limit),
             auth_cache: auth::cache::AuthCache::default(),
             metrics: Arc::new(metrics::Metrics::new()),
-            db_slots,
         }
     }
 
@@ -79,11 +74,6 @@ impl AppState {
         F: FnOnce(&mut DbConnection) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
-        let _slot = self
-            .db_slots
-            .acquire()
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
         let pool = self.pool.clone();
         let metrics = Arc::clone(&self.metrics);
         web::block(move || {
