@@ -109,10 +109,15 @@ pub async fn middleware(
             }
         };
         if error.status().is_server_error() {
+            // The route template, never the path: `/user/api-keys/{key_or_hash}`
+            // may carry a secret.
             log::error!(
                 "[{request_id}] {} {}: {error}",
                 res.request().method(),
-                res.request().path()
+                res.request()
+                    .match_pattern()
+                    .as_deref()
+                    .unwrap_or("unmatched")
             );
         }
         // actix's 405 names the allowed methods; keep that across the re-render.
@@ -138,8 +143,10 @@ pub async fn middleware(
         if !read_only && res.status().is_success() {
             state.auth_cache.clear();
         }
-        let route = res.request().match_pattern();
-        let route = route.as_deref().unwrap_or("unmatched");
+    }
+    let route = res.request().match_pattern();
+    let route = route.as_deref().unwrap_or("unmatched");
+    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
         state.metrics.observe_request(
             route,
             res.request().method().as_str(),
@@ -147,13 +154,18 @@ pub async fn middleware(
             elapsed,
         );
     }
-    access_log(&res, &request_id, elapsed);
+    access_log(&res, &request_id, route, elapsed);
     Ok(res)
 }
 
 /// One line per request. Only the route template is logged, never the path or
 /// query string, which could hold a key.
-fn access_log(res: &ServiceResponse<BoxBody>, request_id: &str, elapsed: std::time::Duration) {
+fn access_log(
+    res: &ServiceResponse<BoxBody>,
+    request_id: &str,
+    route: &str,
+    elapsed: std::time::Duration,
+) {
     if !log::log_enabled!(target: "keyward::access", log::Level::Info) {
         return;
     }
@@ -168,7 +180,7 @@ fn access_log(res: &ServiceResponse<BoxBody>, request_id: &str, elapsed: std::ti
         target: "keyward::access",
         "{request_id} tenant={tenant} {} {} {} {:.3}ms",
         req.method(),
-        req.match_pattern().as_deref().unwrap_or("-"),
+        route,
         res.status().as_u16(),
         elapsed.as_secs_f64() * 1000.0,
     );
