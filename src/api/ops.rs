@@ -8,8 +8,17 @@ use crate::error::Error;
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/liveness").route(web::get().to(liveness)))
-        .service(web::resource("/readiness").route(web::get().to(readiness)));
+    // HEAD too: load balancers often probe with it (actix sends no body for HEAD).
+    cfg.service(
+        web::resource("/liveness")
+            .route(web::get().to(liveness))
+            .route(web::head().to(liveness)),
+    )
+    .service(
+        web::resource("/readiness")
+            .route(web::get().to(readiness))
+            .route(web::head().to(readiness)),
+    );
 }
 
 /// 200 while the process serves requests.

@@ -290,3 +290,16 @@ fn a_server_error_logs_the_route_not_the_path() {
     );
     assert!(!log.contains(&key), "the secret reached the log:\n{log}");
 }
+
+crate::both_backends! {
+    // (The body of a HEAD answer is dropped by actix's HTTP/1 writer, on the wire.)
+    async fn probes_answer_head_like_get(app: &TestApp) {
+        for path in ["/liveness", "/readiness"] {
+            let reply = app.send(TestRequest::default().method(actix_web::http::Method::HEAD).uri(path)).await;
+            assert_eq!(reply.status, 200, "HEAD {path}");
+            assert!(reply.header("x-request-id").is_some());
+        }
+        let post = app.send(TestRequest::post().uri("/liveness")).await;
+        assert_eq!(post.status, 405);
+    }
+}
