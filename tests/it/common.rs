@@ -98,6 +98,23 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads a response whole: status, headers, text, and the text as JSON (or `Null`).
+    pub async fn read(
+        res: actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+    ) -> Self {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = test::read_body(res).await;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -229,18 +246,7 @@ impl TestApp {
 
     pub async fn send_to(&self, state: web::Data<AppState>, req: test::TestRequest) -> Reply {
         let app = test::init_service(keyward::app(state)).await;
-        let res = test::call_service(&app, req.to_request()).await;
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = test::read_body(res).await;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Reply::read(test::call_service(&app, req.to_request()).await).await
     }
 
     pub async fn send(&self, req: test::TestRequest) -> Reply {

@@ -7,7 +7,7 @@ use actix_web::http::header::{HeaderValue, CONTENT_LENGTH};
 use actix_web::http::{Method, Uri};
 use actix_web::{test, web};
 use diesel::r2d2::{ConnectionManager, Pool};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use keyward::AppState;
 
@@ -103,18 +103,7 @@ async fn send_without_length(app: &TestApp, req: test::TestRequest) -> Reply {
     let service = test::init_service(keyward::app(app.state.clone())).await;
     let mut req = req.to_request();
     req.headers_mut().remove(CONTENT_LENGTH);
-    let res = test::call_service(&service, req).await;
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = test::read_body(res).await;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-        text,
-    }
+    Reply::read(test::call_service(&service, req).await).await
 }
 
 /// A 400 whose only error names `field` with one non-empty message.
