@@ -7,11 +7,13 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::access::Caller;
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::Error;
-use crate::keys::Page;
+use crate::keys::{ApiKey, Scope};
+use crate::paging::{self, Page};
 use crate::schema::audit_events;
+use crate::users::User;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -24,6 +26,15 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 6] = [
+        Action::KeyCreated,
+        Action::KeyRevoked,
+        Action::KeyRotated,
+        Action::UserCreated,
+        Action::UserUpdated,
+        Action::UserDeactivated,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::KeyCreated => "key.created",
@@ -68,6 +79,22 @@ impl From<&Caller> for Actor {
 pub struct Target<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
+}
+
+impl<'a> Target<'a> {
+    pub fn key(key: &'a ApiKey) -> Self {
+        Self {
+            id: &key.id,
+            user_id: &key.user_id,
+        }
+    }
+
+    pub fn user(user: &'a User) -> Self {
+        Self {
+            id: &user.id,
+            user_id: &user.id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -142,20 +169,25 @@ pub fn record(
     Ok(())
 }
 
-/// The caller's tenant's events, for Administrators with `user_management`.
+/// A page of the caller's tenant's events (100 unless `take` says otherwise),
+/// for Administrators with `user_management`.
 pub fn list_for(
     conn: &mut DbConnection,
     caller: &Caller,
     user_id: Option<&str>,
     page: &Page,
 ) -> Result<Vec<Event>, Error> {
-    caller.require_scope(crate::keys::Scope::UserManagement)?;
+    caller.require_scope(Scope::UserManagement)?;
     caller.require_admin("Only Administrators may read the audit log")?;
-    list(conn, &caller.tenant.id, user_id, page)
+    let page = Page {
+        take: Some(page.take_or_default()),
+        ..page.clone()
+    };
+    list(conn, &caller.tenant.id, user_id, &page)
 }
 
 /// Events of the tenant, oldest first; with `user_id`, those whose actor is that
-/// user or whose target is that user or one of its keys. `take` defaults to 100.
+/// user or whose target is that user or one of its keys; all of them without `take`.
 pub fn list(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -175,7 +207,7 @@ pub fn list(
         );
     }
     if let Some(start_with) = &page.start_with {
-        let cursor: Option<(NaiveDateTime, String)> = audit_events::table
+        let cursor = audit_events::table
             .filter(
                 audit_events::tenant_id
                     .eq(tenant_id)
@@ -183,14 +215,9 @@ pub fn list(
             )
             .select((audit_events::at, audit_events::id))
             .first(conn)
-            .optional()?;
-        let (at, id) = cursor
+            .optional()?
             .ok_or_else(|| Error::invalid("start_with", "No event with this ID is in the log."))?;
-        query = query.filter(
-            audit_events::at
-                .gt(at)
-                .or(audit_events::at.eq(at).and(audit_events::id.gt(id))),
-        );
+        query = query.filter(paging::after(audit_events::at, audit_events::id, cursor));
     }
     if let Some(take) = page.take {
         query = query.limit(i64::from(take));

@@ -5,72 +5,20 @@
 //! found in *this* tenant, not revoked, user active, not expired.
 
 pub mod cache;
-pub mod secret;
 
 use actix_web::http::header::HeaderMap;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::prelude::*;
+use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 
 use self::cache::Authenticated;
+use crate::access::{Caller, Origin};
 use crate::api::context::RequestId;
 use crate::db::DbConnection;
 use crate::error::Error;
-use crate::keys::{decode_scopes, Scope};
-use crate::schema::{api_keys, users};
-use crate::tenants::{self, Tenant};
-use crate::users::{decode_roles, ADMINISTRATORS};
+use crate::keys::{self, secret};
+use crate::tenants;
 use crate::AppState;
-
-/// The authenticated caller: who acts, in which tenant, with which key.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub tenant: Tenant,
-    pub user_id: String,
-    pub roles: Vec<String>,
-    pub key_id: String,
-    pub scopes: Vec<Scope>,
-    /// Where the request came from, for the audit log.
-    pub origin: Origin,
-}
-
-/// The request a caller made: its id and the client's address.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub request_id: Option<String>,
-    pub ip: Option<String>,
-}
-
-impl Caller {
-    pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == ADMINISTRATORS)
-    }
-
-    /// Whether the caller may act on `user_id`'s behalf: itself, or anyone for Administrators.
-    pub fn may_act_for(&self, user_id: &str) -> bool {
-        user_id == self.user_id || self.is_admin()
-    }
-
-    pub fn require_admin(&self, why: &'static str) -> Result<(), Error> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(Error::Forbidden(why))
-        }
-    }
-
-    pub fn require_scope(&self, scope: Scope) -> Result<(), Error> {
-        if self.scopes.contains(&scope) {
-            return Ok(());
-        }
-        Err(Error::Forbidden(match scope {
-            Scope::PublicApi => "The calling key lacks the public_api scope",
-            Scope::UserKeyManagement => "The calling key lacks the user_key_management scope",
-            Scope::UserManagement => "The calling key lacks the user_management scope",
-        }))
-    }
-}
 
 /// What a request presents: the tenant it names (or the pinned one) and its key.
 #[derive(Clone)]
@@ -89,15 +37,15 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     /// Reads the `tenant` header and the key headers (`x-key`, `x-api-key`,
-    /// `Authorization: Bearer`). Several key headers must agree.
+    /// `Authorization: Bearer`). Several tenant headers must agree, and so
+    /// must several key headers.
     pub fn from_headers(headers: &HeaderMap, pinned_tenant: Option<&str>) -> Result<Self, Error> {
-        let named = headers.get("tenant").map(|v| v.to_str().map(str::trim));
+        let named = tenant_header(headers)?;
         let tenant = match (named, pinned_tenant) {
-            (Some(Err(_)), _) => return Err(Error::TenantUnknown),
-            (Some(Ok(name)), Some(pinned)) if !name.is_empty() && name != pinned => {
+            (Some(name), Some(pinned)) if !name.is_empty() && name != pinned => {
                 return Err(Error::TenantUnknown)
             }
-            (Some(Ok(name)), None) if !name.is_empty() => name.to_owned(),
+            (Some(name), None) if !name.is_empty() => name.to_owned(),
             (_, Some(pinned)) => pinned.to_owned(),
             (_, None) => return Err(Error::TenantMissing),
         };
@@ -126,6 +74,20 @@ impl Credentials {
             key: key.map(str::to_owned),
         })
     }
+}
+
+/// The `tenant` header: `None` if absent, an error if it is not text or if
+/// several disagree (a proxy and keyward must not read different tenants).
+fn tenant_header(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    let mut named = None;
+    for value in headers.get_all("tenant") {
+        let value = value.to_str().map_err(|_| Error::TenantUnknown)?.trim();
+        match named {
+            Some(seen) if seen != value => return Err(Error::TenantUnknown),
+            _ => named = Some(value),
+        }
+    }
+    Ok(named)
 }
 
 /// Records `candidate` as the presented key, unless another one was presented before.
@@ -165,7 +127,8 @@ impl Credentials {
     }
 }
 
-/// Checks a presented key against the database as of `now`.
+/// Checks a presented key against the database as of `now`. The checks that
+/// need no database (tenant name shape, key presence and format) come first.
 pub fn authenticate(
     conn: &mut DbConnection,
     tenant_name: &str,
@@ -182,53 +145,18 @@ pub fn authenticate(
         Presented::Malformed => return Err(Error::KeyInvalid),
         Presented::Hash(hash) => hash,
     };
-    type Row = (
-        String,
-        String,
-        String,
-        NaiveDateTime,
-        Option<NaiveDateTime>,
-        String,
-        bool,
-    );
-    let row: Option<Row> = api_keys::table
-        .inner_join(
-            users::table.on(users::tenant_id
-                .eq(api_keys::tenant_id)
-                .and(users::id.eq(api_keys::user_id))),
-        )
-        .filter(api_keys::tenant_id.eq(&tenant.id))
-        .filter(api_keys::secret_hash.eq(hash))
-        .select((
-            api_keys::id,
-            api_keys::user_id,
-            api_keys::scopes,
-            api_keys::expires_at,
-            api_keys::revoked_at,
-            users::roles,
-            users::active,
-        ))
-        .first(conn)
-        .optional()?;
-    let (key_id, user_id, scopes, expires_at, revoked_at, roles, active) =
-        row.ok_or(Error::KeyInvalid)?;
-    if !active {
-        return Err(Error::KeyInvalid);
-    }
-    let authenticated = Authenticated {
-        caller: Caller {
-            tenant,
-            user_id,
-            roles: decode_roles(&roles),
-            key_id,
-            scopes: decode_scopes(&scopes),
-            origin: Origin::default(),
-        },
-        expires_at: expires_at.and_utc(),
-        revoked_at: revoked_at.map(|at| at.and_utc()),
+    let credential =
+        keys::find_for_authentication(conn, &tenant.id, hash)?.ok_or(Error::KeyInvalid)?;
+    credential.check(now)?;
+    let caller = Caller {
+        tenant,
+        user_id: credential.key.user_id.clone(),
+        roles: credential.roles.clone(),
+        key_id: credential.key.id.clone(),
+        scopes: credential.key.scopes.clone(),
+        origin: Origin::default(),
     };
-    authenticated.at(now)?;
-    Ok(authenticated)
+    Ok(Authenticated { caller, credential })
 }
 
 /// Authenticates a request: the cache if it has a fresh answer, else the database.
@@ -343,6 +271,24 @@ mod tests {
             read(&[("tenant", "beta")], Some("acme")),
             Err(Error::TenantUnknown)
         ));
+    }
+
+    #[test]
+    fn several_tenant_headers_must_agree() {
+        let same = read(&[("tenant", "acme"), ("tenant", " acme")], None).unwrap();
+        assert_eq!(same.tenant, "acme");
+        for pinned in [None, Some("acme")] {
+            for pairs in [
+                [("tenant", "acme"), ("tenant", "beta")],
+                [("tenant", "beta"), ("tenant", "acme")],
+                [("tenant", "acme"), ("tenant", "")],
+            ] {
+                assert!(
+                    matches!(read(&pairs, pinned), Err(Error::TenantUnknown)),
+                    "{pairs:?} {pinned:?}"
+                );
+            }
+        }
     }
 
     #[test]

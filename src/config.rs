@@ -42,7 +42,7 @@ impl Settings {
 
     fn validate(&self) -> Result<(), Error> {
         DatabaseUrl::parse(&self.database_url)?;
-        if !crate::auth::secret::valid_prefix(&self.key_prefix) {
+        if !crate::keys::secret::valid_prefix(&self.key_prefix) {
             return Err(Error::Config(
                 "key_prefix must be 1 to 32 characters of [A-Za-z0-9]".into(),
             ));

@@ -2,13 +2,15 @@
 //! embedded migrations.
 //!
 //! Query functions elsewhere are plain `fn(&mut DbConnection, ..)`; they run on
-//! actix's blocking pool (`web::block`), never on the async executor.
+//! actix's blocking pool (`web::block`), never on the async executor. This is
+//! the only module that names a backend's own connection type: SQL that only
+//! one backend speaks lives here, one `match` per operation.
 
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::DatabaseUrl;
@@ -26,7 +28,6 @@ pub enum DbConnection {
 }
 
 pub type DbPool = Pool<ConnectionManager<DbConnection>>;
-pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
 
 /// Per-connection SQLite settings; `busy_timeout` first so the others wait on locks too.
 #[derive(Debug)]
@@ -128,4 +129,19 @@ pub fn write_transaction<T>(
 /// Whether the database answers; for `/readiness`.
 pub fn ping(conn: &mut DbConnection) -> Result<(), Error> {
     conn.batch_execute("SELECT 1").map_err(Error::from)
+}
+
+/// Serializes a tenant's changes that read before they write (the last-admin
+/// guard), inside the caller's write transaction. SQLite's `BEGIN IMMEDIATE`
+/// already holds the database's write lock; PostgreSQL locks the tenant row.
+pub fn lock_tenant(conn: &mut DbConnection, tenant_id: &str) -> Result<(), Error> {
+    match conn {
+        DbConnection::Postgres(pg) => {
+            diesel::sql_query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind::<diesel::sql_types::Text, _>(tenant_id)
+                .execute(pg)?;
+        }
+        DbConnection::Sqlite(_) => {}
+    }
+    Ok(())
 }

@@ -114,6 +114,11 @@ impl From<diesel::result::Error> for Error {
             D::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, info) => {
                 Self::Unavailable(info.message().to_owned())
             }
+            // A concurrent request made the same unique value first: the
+            // answer the loser would have had a moment later.
+            D::DatabaseError(Kind::UniqueViolation, _) => {
+                Self::Conflict("A resource with this unique value already exists.")
+            }
             // SQLite answers "database is locked" once busy_timeout has run out.
             D::DatabaseError(Kind::Unknown, ref info) if info.message().contains("locked") => {
                 Self::Unavailable(info.message().to_owned())

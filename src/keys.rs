@@ -1,23 +1,33 @@
-//! API keys: creation, listing, lookup and revocation, and the rules that
-//! decide who may do which. Both HTTP dialects and the CLI call these; none of
-//! them repeats a rule.
+//! API keys: the one rule of when a key works ([`ApiKey::state`]), the secret
+//! format ([`secret`]), and the key store: creation, listing, lookup (also for
+//! authentication), rotation and revocation, with the rules that decide who may
+//! do which. Both HTTP dialects and the CLI call these; none repeats a rule.
 //!
 //! A key's `expires_at` is the first instant at which it no longer works. A
 //! revoked key keeps its row; `revoked_at` may lie in the future (a rotation's
 //! grace window), and the key works until then.
+//!
+//! A change to an existing key (revocation, rotation) is a conditional update
+//! on the row as it was read: of two concurrent changes, exactly one applies
+//! and the other finds the key gone ([`Error::NotFound`]).
+
+pub mod secret;
 
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use diesel::dsl;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use self::secret::Secret;
+use crate::access::Caller;
 use crate::audit::{self, Action, Actor, Target};
-use crate::auth::secret::Secret;
-use crate::auth::Caller;
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::{Error, FieldErrors};
+use crate::paging::{self, Page};
 use crate::schema::{api_keys, users};
 use crate::tenants::Tenant;
+use crate::users::decode_roles;
 
 /// What a key may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -51,8 +61,11 @@ impl Scope {
     }
 }
 
+/// The scopes of a key made without naming any.
+pub const DEFAULT_SCOPES: [Scope; 1] = [Scope::PublicApi];
+
 /// Scopes are stored as a JSON array of their names.
-pub(crate) fn decode_scopes(stored: &str) -> Vec<Scope> {
+fn decode_scopes(stored: &str) -> Vec<Scope> {
     serde_json::from_str(stored).unwrap_or_default()
 }
 
@@ -64,6 +77,17 @@ fn encode_scopes(scopes: &[Scope]) -> String {
 pub const USER_ID_INVALID: &str = "User ID is empty or incorrect";
 pub const SCOPES_INVALID: &str =
     "Scopes must be a non-empty array of: public_api, user_key_management, user_management.";
+
+/// Where a key stands at an instant. Every key is in exactly one state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// It works (if its user is active).
+    Active,
+    /// Past its expiry; still listed.
+    Expired,
+    /// Revoked (or past a rotation's grace window); never listed.
+    Revoked,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -86,12 +110,37 @@ impl ApiKey {
         (self.expires_at - TimeDelta::microseconds(1)).date_naive()
     }
 
-    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        now >= self.expires_at
+    /// The one rule of a key's state at `now`; revocation outranks expiry.
+    /// The listing queries mirror it in SQL ([`not_revoked`], [`in_state`]).
+    pub fn state(&self, now: DateTime<Utc>) -> KeyState {
+        if self.revoked_at.is_some_and(|at| at <= now) {
+            KeyState::Revoked
+        } else if now >= self.expires_at {
+            KeyState::Expired
+        } else {
+            KeyState::Active
+        }
     }
+}
 
-    pub fn is_revoked(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_some_and(|at| at <= now)
+/// [`ApiKey::state`] `!= Revoked`, in SQL.
+fn not_revoked(
+    now: NaiveDateTime,
+) -> dsl::Or<dsl::IsNull<api_keys::revoked_at>, dsl::Gt<api_keys::revoked_at, NaiveDateTime>> {
+    api_keys::revoked_at
+        .is_null()
+        .or(api_keys::revoked_at.gt(now))
+}
+
+/// [`ApiKey::state`] `== state` for a key that is [`not_revoked`], in SQL.
+fn in_state(
+    state: KeyState,
+    now: NaiveDateTime,
+) -> Box<dyn BoxableExpression<api_keys::table, MultiBackend, SqlType = diesel::sql_types::Bool>> {
+    match state {
+        KeyState::Active => Box::new(api_keys::expires_at.gt(now)),
+        KeyState::Expired => Box::new(api_keys::expires_at.le(now)),
+        KeyState::Revoked => Box::new(api_keys::revoked_at.assume_not_null().le(now)),
     }
 }
 
@@ -125,6 +174,51 @@ impl From<KeyRow> for ApiKey {
             last_used_at: row.last_used_at.map(|t| t.and_utc()),
         }
     }
+}
+
+/// A key found by its secret, with what its user adds to authentication.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub key: ApiKey,
+    pub roles: Vec<String>,
+    pub user_active: bool,
+}
+
+impl Credential {
+    /// Whether the key authenticates at `now`: not revoked, its user active,
+    /// not expired, in that order (a revoked key that has also expired is invalid).
+    pub fn check(&self, now: DateTime<Utc>) -> Result<(), Error> {
+        match (self.key.state(now), self.user_active) {
+            (KeyState::Revoked, _) | (_, false) => Err(Error::KeyInvalid),
+            (KeyState::Expired, true) => Err(Error::KeyExpired),
+            (KeyState::Active, true) => Ok(()),
+        }
+    }
+}
+
+/// The key of `tenant_id` whose secret hashes to `hash`, with its user's roles
+/// and activity; whether it authenticates is [`Credential::check`]'s to say.
+pub fn find_for_authentication(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    hash: &str,
+) -> Result<Option<Credential>, Error> {
+    let row: Option<(KeyRow, String, bool)> = api_keys::table
+        .inner_join(
+            users::table.on(users::tenant_id
+                .eq(api_keys::tenant_id)
+                .and(users::id.eq(api_keys::user_id))),
+        )
+        .filter(api_keys::tenant_id.eq(tenant_id))
+        .filter(api_keys::secret_hash.eq(hash))
+        .select((KeyRow::as_select(), users::roles, users::active))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(key, roles, user_active)| Credential {
+        key: ApiKey::from(key),
+        roles: decode_roles(&roles),
+        user_active,
+    }))
 }
 
 /// When a new key stops working.
@@ -170,7 +264,7 @@ impl Expiry {
         }
     }
 
-    /// The longest expiry the tenant allows, as of `now`.
+    /// The longest expiry the tenant allows, as of `now`: a new key's default.
     pub fn longest(tenant: &Tenant, now: DateTime<Utc>) -> Self {
         let days = u64::try_from(tenant.max_key_lifetime_days).unwrap_or(0);
         Expiry::EndOfDay(
@@ -193,7 +287,8 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     }
 }
 
-/// A key to be made.
+/// A key to be made. The core names its fields `user_id`, `name`, `expiry`
+/// and `scopes` in errors; each dialect maps them to its own.
 #[derive(Debug, Clone)]
 pub struct NewKey {
     pub user_id: String,
@@ -203,27 +298,32 @@ pub struct NewKey {
 }
 
 impl NewKey {
+    /// A key with [`DEFAULT_SCOPES`] unless scopes are given. (Where an expiry
+    /// may be left out, the default is [`Expiry::longest`].)
+    pub fn new(user_id: String, name: String, expiry: Expiry, scopes: Option<Vec<Scope>>) -> Self {
+        Self {
+            user_id,
+            name,
+            expiry,
+            scopes: scopes.unwrap_or_else(|| DEFAULT_SCOPES.to_vec()),
+        }
+    }
+
     /// Checks what can be checked without the database; returns the expiry instant.
     fn validate(&self, tenant: &Tenant, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
         let mut errors = FieldErrors::new();
+        let mut push = |field: &str, message: String| {
+            errors.entry(field.to_owned()).or_default().push(message)
+        };
         if let Err(message) = check_name(&self.name) {
-            errors
-                .entry("name".into())
-                .or_default()
-                .push(message.into());
+            push("name", message.to_owned());
         }
         if self.scopes.is_empty() {
-            errors
-                .entry("scopes".into())
-                .or_default()
-                .push(SCOPES_INVALID.into());
+            push("scopes", SCOPES_INVALID.to_owned());
         }
         let expires_at = self.expiry.resolve(tenant, now);
         if let Err(message) = &expires_at {
-            errors
-                .entry("expiration_date".into())
-                .or_default()
-                .push(message.clone());
+            push("expiry", message.clone());
         }
         match expires_at {
             Ok(at) if errors.is_empty() => Ok(at),
@@ -293,16 +393,12 @@ fn insert(
                 api_keys::created_at.eq(now.naive_utc()),
             ))
             .execute(conn)?;
-        let target = Target {
-            id: &key.id,
-            user_id: &key.user_id,
-        };
         audit::record(
             conn,
             &tenant.id,
             actor,
             Action::KeyCreated,
-            target,
+            Target::key(&key),
             None,
             now,
         )?;
@@ -326,11 +422,7 @@ pub fn create_for(
             "Only Administrators may create keys for other users",
         ));
     }
-    if new.scopes.iter().any(|s| !caller.scopes.contains(s)) {
-        return Err(Error::Forbidden(
-            "A key cannot grant a scope the calling key lacks",
-        ));
-    }
+    caller.require_grantable(&new.scopes)?;
     insert(
         conn,
         &caller.tenant,
@@ -342,28 +434,12 @@ pub fn create_for(
     )
 }
 
-/// Paging of a listing: at most `take` keys after the key `start_with`.
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    pub take: Option<u32>,
-    pub start_with: Option<String>,
-}
-
-/// The accepted range of `take`.
-pub const TAKE_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
-
-/// Whether a listed key has expired, as of the listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyState {
-    Active,
-    Expired,
-}
-
 /// Which keys a listing holds. Revoked keys are never listed.
 #[derive(Debug, Clone, Default)]
 pub struct KeyFilter {
     /// One user's keys; all of the tenant's when `None`.
     pub user_id: Option<String>,
+    /// Keys in this state now.
     pub state: Option<KeyState>,
     /// Keys whose last valid instant is before 00:00Z of this date.
     pub expires_before: Option<NaiveDate>,
@@ -419,11 +495,7 @@ fn list(
         return Ok(api_keys::table
             .filter(api_keys::tenant_id.eq(tenant_id))
             .filter(api_keys::user_id.eq(user_id))
-            .filter(
-                api_keys::revoked_at
-                    .is_null()
-                    .or(api_keys::revoked_at.gt(now)),
-            )
+            .filter(not_revoked(now))
             .order((api_keys::created_at.asc(), api_keys::id.asc()))
             .select(KeyRow::as_select())
             .load::<KeyRow>(conn)?
@@ -433,21 +505,15 @@ fn list(
     }
     let mut query = api_keys::table
         .filter(api_keys::tenant_id.eq(tenant_id))
-        .filter(
-            api_keys::revoked_at
-                .is_null()
-                .or(api_keys::revoked_at.gt(now)),
-        )
+        .filter(not_revoked(now))
         .select(KeyRow::as_select())
         .order((api_keys::created_at.asc(), api_keys::id.asc()))
         .into_boxed::<MultiBackend>();
     if let Some(user_id) = &filter.user_id {
         query = query.filter(api_keys::user_id.eq(user_id));
     }
-    match filter.state {
-        Some(KeyState::Active) => query = query.filter(api_keys::expires_at.gt(now)),
-        Some(KeyState::Expired) => query = query.filter(api_keys::expires_at.le(now)),
-        None => {}
+    if let Some(state) = filter.state {
+        query = query.filter(in_state(state, now));
     }
     if let Some(date) = filter.expires_before {
         // expires_at is the first invalid instant, so the last valid one is
@@ -475,15 +541,10 @@ fn list(
         if let Some(user_id) = &filter.user_id {
             cursor = cursor.filter(api_keys::user_id.eq(user_id));
         }
-        let cursor: Option<(NaiveDateTime, String)> = cursor.first(conn).optional()?;
-        let (created_at, id) = cursor.ok_or_else(|| {
+        let cursor = cursor.first(conn).optional()?.ok_or_else(|| {
             Error::invalid("start_with", "No key with this ID is in the listing.")
         })?;
-        query = query.filter(
-            api_keys::created_at
-                .gt(created_at)
-                .or(api_keys::created_at.eq(created_at).and(api_keys::id.gt(id))),
-        );
+        query = query.filter(paging::after(api_keys::created_at, api_keys::id, cursor));
     }
     if let Some(take) = page.take {
         query = query.limit(i64::from(take));
@@ -498,6 +559,14 @@ fn list(
 /// The longest grace window of a rotation: one week.
 pub const MAX_GRACE_SECONDS: i64 = 604_800;
 
+/// The error of a `grace_seconds` that is not an integer in range.
+pub fn grace_seconds_invalid() -> Error {
+    Error::invalid(
+        "grace_seconds",
+        &format!("grace_seconds must be an integer from 0 to {MAX_GRACE_SECONDS}."),
+    )
+}
+
 /// How to rotate a key.
 #[derive(Debug, Clone, Default)]
 pub struct Rotation {
@@ -507,9 +576,16 @@ pub struct Rotation {
     pub expiration_date: Option<NaiveDate>,
 }
 
+impl Rotation {
+    pub fn grace_in_range(seconds: i64) -> bool {
+        (0..=MAX_GRACE_SECONDS).contains(&seconds)
+    }
+}
+
 /// Replaces the key `id` with a new one of the same user, name and scopes. The
-/// old key works for the grace window and is then revoked. An unknown, revoked
-/// or invisible key is [`Error::NotFound`].
+/// old key works for the grace window and is then revoked. A key is rotated at
+/// most once; an unknown, revoked, already rotated or invisible key is
+/// [`Error::NotFound`].
 pub fn rotate_for(
     conn: &mut DbConnection,
     caller: &Caller,
@@ -519,23 +595,18 @@ pub fn rotate_for(
     now: DateTime<Utc>,
 ) -> Result<(ApiKey, Secret), Error> {
     caller.require_scope(Scope::UserKeyManagement)?;
-    if !(0..=MAX_GRACE_SECONDS).contains(&rotation.grace_seconds) {
-        return Err(Error::invalid(
-            "grace_seconds",
-            "grace_seconds must be an integer from 0 to 604800.",
-        ));
+    if !Rotation::grace_in_range(rotation.grace_seconds) {
+        return Err(grace_seconds_invalid());
     }
     let tenant = &caller.tenant;
     crate::db::write_transaction(conn, |conn| {
-        let old = find_live(conn, &tenant.id, &KeyRef::Id(id.to_owned()), now)?
+        let old = find(conn, &tenant.id, &KeyRef::Id(id.to_owned()))?
+            // A key with a revocation scheduled has been rotated already.
+            .filter(|key| key.revoked_at.is_none())
             .filter(|key| caller.may_act_for(&key.user_id))
             .ok_or(Error::NotFound)?;
-        if old.scopes.iter().any(|s| !caller.scopes.contains(s)) {
-            return Err(Error::Forbidden(
-                "A key cannot grant a scope the calling key lacks",
-            ));
-        }
-        let expiry_error = |message: String| Error::invalid("expiration_date", &message);
+        caller.require_grantable(&old.scopes)?;
+        let expiry_error = |message: String| Error::invalid("expiry", &message);
         let expires_at = match rotation.expiration_date {
             Some(date) => Expiry::EndOfDay(date)
                 .resolve(tenant, now)
@@ -553,6 +624,8 @@ pub fn rotate_for(
                 at
             }
         };
+        let grace_ends = now + TimeDelta::seconds(rotation.grace_seconds);
+        set_revoked_at(conn, &tenant.id, &old, grace_ends, now)?;
         let new = NewKey {
             user_id: old.user_id.clone(),
             name: old.name.clone(),
@@ -561,19 +634,12 @@ pub fn rotate_for(
         };
         let actor = Actor::from(caller);
         let (key, secret) = insert(conn, tenant, new, expires_at, prefix, now, &actor)?;
-        let grace_ends = now + TimeDelta::seconds(rotation.grace_seconds);
-        let revoked_at = old.revoked_at.map_or(grace_ends, |at| at.min(grace_ends));
-        set_revoked_at(conn, &tenant.id, &old.id, revoked_at, now)?;
-        let target = Target {
-            id: &old.id,
-            user_id: &old.user_id,
-        };
         audit::record(
             conn,
             &tenant.id,
             &actor,
             Action::KeyRotated,
-            target,
+            Target::key(&old),
             Some(&key.id),
             now,
         )?;
@@ -589,7 +655,7 @@ pub fn get_for(
     now: DateTime<Utc>,
 ) -> Result<ApiKey, Error> {
     caller.require_scope(Scope::UserKeyManagement)?;
-    find_live(conn, &caller.tenant.id, &KeyRef::Id(id.to_owned()), now)?
+    find_unrevoked(conn, &caller.tenant.id, &KeyRef::Id(id.to_owned()), now)?
         .filter(|key| caller.may_act_for(&key.user_id))
         .ok_or(Error::NotFound)
 }
@@ -634,52 +700,64 @@ fn revoke_visible(
 ) -> Result<(), Error> {
     caller.require_scope(Scope::UserKeyManagement)?;
     crate::db::write_transaction(conn, |conn| {
-        let key = find_live(conn, &caller.tenant.id, key, now)?
+        let key = find_unrevoked(conn, &caller.tenant.id, key, now)?
             .filter(|key| visible(key))
             .ok_or(Error::NotFound)?;
-        set_revoked_at(conn, &caller.tenant.id, &key.id, now, now)?;
-        let target = Target {
-            id: &key.id,
-            user_id: &key.user_id,
-        };
+        set_revoked_at(conn, &caller.tenant.id, &key, now, now)?;
         audit::record(
             conn,
             &caller.tenant.id,
             &Actor::from(caller),
             Action::KeyRevoked,
-            target,
+            Target::key(&key),
             None,
             now,
         )
     })
 }
 
-/// Revokes the key `id` as of `at` (now, or the end of a grace window).
+/// Revokes `key` as of `at` (now, or the end of a grace window), provided the
+/// row is still as `key` was read: `updated_at` changes with every change, so
+/// of two concurrent changes the second matches no row and is
+/// [`Error::NotFound`], as if it had come after the first.
 fn set_revoked_at(
     conn: &mut DbConnection,
     tenant_id: &str,
-    id: &str,
+    key: &ApiKey,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    diesel::update(
-        api_keys::table.filter(api_keys::tenant_id.eq(tenant_id).and(api_keys::id.eq(id))),
-    )
-    .set((
-        api_keys::revoked_at.eq(at.naive_utc()),
-        api_keys::updated_at.eq(now.naive_utc()),
-    ))
-    .execute(conn)?;
-    Ok(())
+    let seen = key.updated_at.map(|t| t.naive_utc());
+    let unchanged = api_keys::updated_at.eq(seen).or(api_keys::updated_at
+        .is_null()
+        .and(seen.is_none().into_sql::<diesel::sql_types::Bool>()));
+    let changed = diesel::update(api_keys::table)
+        .filter(api_keys::tenant_id.eq(tenant_id))
+        .filter(api_keys::id.eq(&key.id))
+        .filter(unchanged)
+        .set((
+            api_keys::revoked_at.eq(at.naive_utc()),
+            api_keys::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(Error::NotFound)
+    }
 }
 
-/// The key of the tenant named by `key`, unless it is revoked (as of `now`).
-pub fn find_live(
+/// The key of the tenant named by `key`, in whatever state.
+pub fn find(
     conn: &mut DbConnection,
     tenant_id: &str,
     key: &KeyRef,
-    now: DateTime<Utc>,
 ) -> Result<Option<ApiKey>, Error> {
+    let (KeyRef::Id(value) | KeyRef::Hash(value)) = key;
+    if value.contains('\0') {
+        // No stored id or hash holds NUL, and PostgreSQL refuses it in text.
+        return Ok(None);
+    }
     let mut query = api_keys::table
         .filter(api_keys::tenant_id.eq(tenant_id))
         .select(KeyRow::as_select())
@@ -688,8 +766,18 @@ pub fn find_live(
         KeyRef::Id(id) => query.filter(api_keys::id.eq(id)),
         KeyRef::Hash(hash) => query.filter(api_keys::secret_hash.eq(hash)),
     };
-    let key = query.first(conn).optional()?.map(ApiKey::from);
-    Ok(key.filter(|k| !k.is_revoked(now)))
+    Ok(query.first(conn).optional()?.map(ApiKey::from))
+}
+
+/// The key of the tenant named by `key`, unless it is revoked at `now`
+/// (expired keys included).
+pub fn find_unrevoked(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    key: &KeyRef,
+    now: DateTime<Utc>,
+) -> Result<Option<ApiKey>, Error> {
+    Ok(find(conn, tenant_id, key)?.filter(|k| k.state(now) != KeyState::Revoked))
 }
 
 /// Every key the user ever had, revoked ones included, oldest first.
@@ -712,8 +800,7 @@ pub fn all_of_user(
         .collect())
 }
 
-/// Counts of one user's keys. Every key is in exactly one of active, expired
-/// and revoked, so they add up to `total`.
+/// Counts of one user's keys by [`ApiKey::state`], so they add up to `total`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeyStats {
     pub total: u64,
@@ -728,13 +815,11 @@ impl KeyStats {
         let mut stats = KeyStats::default();
         for key in keys {
             stats.total += 1;
-            if key.is_revoked(now) {
-                stats.revoked += 1;
-            } else if key.is_expired(now) {
-                stats.expired += 1;
-            } else {
-                stats.active += 1;
-            }
+            *match key.state(now) {
+                KeyState::Active => &mut stats.active,
+                KeyState::Expired => &mut stats.expired,
+                KeyState::Revoked => &mut stats.revoked,
+            } += 1;
             stats.last_used_at = stats.last_used_at.max(key.last_used_at);
         }
         stats

@@ -1,9 +1,12 @@
 //! keyward: self-hosted, multi-tenant management of users' API keys.
 //!
-//! One core (`tenants`, `users`, `keys`, `auth`) over one storage layer (`db`),
-//! spoken over HTTP in two dialects (`api::v1` for BlueDolphin's public API,
-//! `api::estuary` for Estuary's user API) and from the command line (`main.rs`).
+//! One core (`access`, `tenants`, `users`, `keys`, `audit`, `paging`, `usage`)
+//! over one storage layer (`db`), reached over HTTP through `auth` (who is
+//! calling) in two dialects (`api::v1` for BlueDolphin's public API,
+//! `api::estuary` for Estuary's user API), and from the command line (`main.rs`).
+//! Arrows point one way: `api` -> `auth` -> core -> `db`.
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -13,6 +16,7 @@ pub mod db;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod paging;
 pub mod schema;
 pub mod tenants;
 pub mod throttle;

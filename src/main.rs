@@ -193,16 +193,11 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
             roles,
         }) => {
             let tenant = tenants::get_by_name(&mut conn, &tenant)?;
-            let roles = if roles.is_empty() {
-                vec![users::DEFAULT_USERS.to_owned()]
-            } else {
-                roles
-            };
-            let name = name.unwrap_or_else(|| email.clone());
+            let roles = (!roles.is_empty()).then_some(roles);
             let user = users::create(
                 &mut conn,
                 &tenant.id,
-                users::NewUser { email, name, roles },
+                users::NewUser::new(email, name, roles),
                 now,
                 &Actor::cli(),
             )?;
@@ -220,16 +215,12 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
                 users::find_by_id_or_email(&mut conn, &tenant.id, &user)?.ok_or_else(|| {
                     Error::invalid("user", "No user of this tenant has this id or email.")
                 })?;
-            let new = NewKey {
-                user_id: user.id,
+            let new = NewKey::new(
+                user.id,
                 name,
-                expiry: expires.map_or_else(|| Expiry::longest(&tenant, now), Expiry::EndOfDay),
-                scopes: if scopes.is_empty() {
-                    vec![Scope::PublicApi]
-                } else {
-                    scopes
-                },
-            };
+                expires.map_or_else(|| Expiry::longest(&tenant, now), Expiry::EndOfDay),
+                (!scopes.is_empty()).then_some(scopes),
+            );
             create_key(&mut conn, &tenant, new, prefix, now)?
         }
         Command::Bootstrap { tenant, email } => bootstrap(&mut conn, &tenant, &email, prefix, now)?,
@@ -281,21 +272,21 @@ fn bootstrap(
         None => users::create(
             conn,
             &tenant.id,
-            users::NewUser {
-                email: email.to_owned(),
-                name: email.to_owned(),
-                roles: vec![users::ADMINISTRATORS.to_owned()],
-            },
+            users::NewUser::new(
+                email.to_owned(),
+                None,
+                Some(vec![users::ADMINISTRATORS.to_owned()]),
+            ),
             now,
             &Actor::cli(),
         )?,
     };
-    let new = NewKey {
-        user_id: user.id,
-        name: "bootstrap".to_owned(),
-        expiry: Expiry::longest(&tenant, now),
-        scopes: Scope::ALL.to_vec(),
-    };
+    let new = NewKey::new(
+        user.id,
+        "bootstrap".to_owned(),
+        Expiry::longest(&tenant, now),
+        Some(Scope::ALL.to_vec()),
+    );
     create_key(conn, &tenant, new, prefix, now)
 }
 

@@ -4,11 +4,12 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::access::Caller;
 use crate::audit::{self, Action, Actor, Target};
-use crate::auth::Caller;
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::Error;
-use crate::keys::{Page, Scope};
+use crate::keys::Scope;
+use crate::paging::{self, Page};
 use crate::schema::users;
 
 /// The role that authorizes acting on other users.
@@ -31,8 +32,13 @@ pub struct User {
 
 impl User {
     pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == ADMINISTRATORS)
+        has_admin_role(&self.roles)
     }
+}
+
+/// Whether `roles` authorize acting on other users.
+pub fn has_admin_role(roles: &[String]) -> bool {
+    roles.iter().any(|r| r == ADMINISTRATORS)
 }
 
 #[derive(Queryable, Selectable)]
@@ -112,6 +118,18 @@ pub struct NewUser {
     pub roles: Vec<String>,
 }
 
+impl NewUser {
+    /// A user with the defaults for what is not given: the email as its name,
+    /// and the role `Default users`.
+    pub fn new(email: String, name: Option<String>, roles: Option<Vec<String>>) -> Self {
+        Self {
+            name: name.unwrap_or_else(|| email.clone()),
+            roles: roles.unwrap_or_else(|| vec![DEFAULT_USERS.to_owned()]),
+            email,
+        }
+    }
+}
+
 /// Lower-cased and trimmed: addresses are compared without regard to case.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
@@ -172,16 +190,12 @@ pub fn create(
                 users::created_at.eq(now.naive_utc()),
             ))
             .execute(conn)?;
-        let target = Target {
-            id: &user.id,
-            user_id: &user.id,
-        };
         audit::record(
             conn,
             tenant_id,
             actor,
             Action::UserCreated,
-            target,
+            Target::user(&user),
             None,
             now,
         )?;
@@ -233,9 +247,6 @@ fn require_user_admin(caller: &Caller) -> Result<(), Error> {
     caller.require_admin("Only Administrators may administer users")
 }
 
-/// How many users a listing returns when `take` is not given.
-pub const DEFAULT_TAKE: u32 = 100;
-
 /// The tenant's users, deactivated ones included, oldest first.
 pub fn list_for(conn: &mut DbConnection, caller: &Caller, page: &Page) -> Result<Vec<User>, Error> {
     require_user_admin(caller)?;
@@ -244,22 +255,18 @@ pub fn list_for(conn: &mut DbConnection, caller: &Caller, page: &Page) -> Result
         .filter(users::tenant_id.eq(tenant_id))
         .select(UserRow::as_select())
         .order((users::created_at.asc(), users::id.asc()))
-        .limit(i64::from(page.take.unwrap_or(DEFAULT_TAKE)))
+        .limit(i64::from(page.take_or_default()))
         .into_boxed::<MultiBackend>();
     if let Some(start_with) = &page.start_with {
-        let cursor: Option<(NaiveDateTime, String)> = users::table
+        let cursor = users::table
             .filter(users::tenant_id.eq(tenant_id).and(users::id.eq(start_with)))
             .select((users::created_at, users::id))
             .first(conn)
-            .optional()?;
-        let (created_at, id) = cursor.ok_or_else(|| {
-            Error::invalid("start_with", "No user with this ID is in the listing.")
-        })?;
-        query = query.filter(
-            users::created_at
-                .gt(created_at)
-                .or(users::created_at.eq(created_at).and(users::id.gt(id))),
-        );
+            .optional()?
+            .ok_or_else(|| {
+                Error::invalid("start_with", "No user with this ID is in the listing.")
+            })?;
+        query = query.filter(paging::after(users::created_at, users::id, cursor));
     }
     Ok(query
         .load::<UserRow>(conn)?
@@ -293,6 +300,7 @@ pub struct UserChange {
 
 const LAST_ADMIN: &str =
     "The tenant's last active administrator can be neither demoted nor deactivated";
+const ALREADY_DEACTIVATED: &str = "The user is already deactivated";
 
 /// Applies `change` to the user `id`. The tenant's last active administrator
 /// cannot lose the role or be deactivated (409), so a tenant never locks itself out.
@@ -311,8 +319,12 @@ pub fn update_for(
     let roles = change.roles.as_deref().map(validate_roles).transpose()?;
     let tenant_id = &caller.tenant.id;
     crate::db::write_transaction(conn, |conn| {
-        lock_tenant_admins(conn, tenant_id)?;
+        crate::db::lock_tenant(conn, tenant_id)?;
         let mut user = find(conn, tenant_id, id)?.ok_or(Error::NotFound)?;
+        if change.active == Some(false) && !user.active {
+            // A deactivation happens once; a repeat (or the loser of a race) is told so.
+            return Err(Error::Conflict(ALREADY_DEACTIVATED));
+        }
         let was_active_admin = user.active && user.is_admin();
         if let Some(name) = name {
             user.name = name;
@@ -345,16 +357,12 @@ pub fn update_for(
         } else {
             Action::UserUpdated
         };
-        let target = Target {
-            id: &user.id,
-            user_id: &user.id,
-        };
         audit::record(
             conn,
             tenant_id,
             &Actor::from(caller),
             action,
-            target,
+            Target::user(&user),
             None,
             now,
         )?;
@@ -379,17 +387,6 @@ pub fn deactivate_for(
         },
         now,
     )
-}
-
-/// Serializes changes to a tenant's administrators. SQLite's `BEGIN IMMEDIATE`
-/// already holds the database's write lock; PostgreSQL locks the tenant row.
-fn lock_tenant_admins(conn: &mut DbConnection, tenant_id: &str) -> Result<(), Error> {
-    if let DbConnection::Postgres(pg) = conn {
-        diesel::sql_query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
-            .bind::<diesel::sql_types::Text, _>(tenant_id)
-            .execute(pg)?;
-    }
-    Ok(())
 }
 
 fn count_active_admins(conn: &mut DbConnection, tenant_id: &str) -> Result<i64, Error> {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue, ALLOW, CONTENT_LENGTH};
+use actix_web::http::header::{HeaderName, HeaderValue, ALLOW, CONTENT_LENGTH, RETRY_AFTER};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
@@ -122,7 +122,12 @@ pub async fn middleware(
         }
         // actix's 405 names the allowed methods; keep that across the re-render.
         let allow = res.headers().get(ALLOW).cloned();
-        let rendered = dialect.render(error, &request_id);
+        let mut rendered = dialect.render(error, &request_id);
+        if let Error::RateLimited { retry_after_secs } = error {
+            rendered
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         res = res.into_response(rendered);
         if let Some(allow) = allow {
             res.headers_mut().insert(ALLOW, allow);

@@ -2,12 +2,13 @@
 //! the handlers' `#[utoipa::path]` attributes and the view types, and Swagger UI
 //! at `GET /docs`, served from assets compiled into the binary (no CDN).
 //!
-//! Handlers document their success bodies and which error statuses they can
-//! answer. What holds for every route is added here once, by the same rules the
-//! middleware ([`super::context`]) applies: an error's body is the dialect's
-//! (problem details, or Estuary's envelope, chosen by [`Dialect::of`] the path),
-//! every response carries `x-request-id`, and an operation that can answer 401
-//! takes credentials.
+//! Handlers document their success bodies and the error statuses particular
+//! to them; the request types they parse into are the schemas. What holds for
+//! every route is added here once, by the same rules the middleware
+//! ([`super::context`]) and the `Caller` extractor apply: every operation of a
+//! dialect (`/v1`, `/user`) takes credentials and can answer 401, 429 and 503;
+//! an error's body is the dialect's (problem details, or Estuary's envelope,
+//! chosen by [`Dialect::of`] the path); every response carries `x-request-id`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -121,6 +122,10 @@ impl ToSchema for Scope {}
 /// The request id's shape: an incoming sane id is echoed, else one is made.
 const REQUEST_ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
 
+/// What any authenticated operation can answer: bad credentials, throttled,
+/// database down.
+const AUTHENTICATED_ERRORS: [u16; 3] = [401, 429, 503];
+
 /// The rules every operation follows; see the module doc.
 struct Conventions;
 
@@ -132,18 +137,24 @@ impl Modify for Conventions {
         }
         for (path, item) in openapi.paths.paths.iter_mut() {
             let dialect = Dialect::of(path);
+            let authenticated = path.starts_with("/v1/") || path.starts_with("/user/");
             for operation in operations(item) {
-                let mut authenticated = false;
+                if authenticated {
+                    for status in AUTHENTICATED_ERRORS {
+                        operation
+                            .responses
+                            .responses
+                            .entry(status.to_string())
+                            .or_insert_with(|| RefOr::T(Response::new("")));
+                    }
+                    operation.security = Some(credentials());
+                }
                 for (status, response) in operation.responses.responses.iter_mut() {
                     let RefOr::T(response) = response else {
                         continue;
                     };
                     let status = status.parse::<u16>().unwrap_or_default();
-                    authenticated |= status == 401;
                     conventional_response(response, status, dialect);
-                }
-                if authenticated {
-                    operation.security = Some(credentials());
                 }
             }
         }

@@ -5,19 +5,21 @@
 
 pub mod duration;
 
-use actix_web::http::header::RETRY_AFTER;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::access::Caller;
 use crate::api::input::{parse_uuid, QueryParams};
 use crate::api::timestamp;
-use crate::api::v1::audit::EventView;
-use crate::api::v1::users::UserView;
-use crate::auth::{secret, Caller};
+use crate::audit::Event;
 use crate::error::Error;
-use crate::keys::{self, ApiKey, Expiry, KeyFilter, KeyRef, KeyStats, NewKey, Page, Scope};
+use crate::keys::{
+    self, secret, ApiKey, Expiry, KeyFilter, KeyRef, KeyState, KeyStats, NewKey, Scope,
+};
+use crate::paging::Page;
+use crate::users::User;
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -111,11 +113,7 @@ pub fn envelope(error: &Error) -> HttpResponse {
             (Reason::ErrInternalServer, "internal server error".into())
         }
     };
-    let mut response = HttpResponse::build(status);
-    if let Error::RateLimited { retry_after_secs } = error {
-        response.insert_header((RETRY_AFTER, retry_after_secs.to_string()));
-    }
-    response.json(ErrorEnvelope {
+    HttpResponse::build(status).json(ErrorEnvelope {
         error: ErrorBody {
             code: status.as_u16(),
             reason,
@@ -169,11 +167,31 @@ pub struct NewTokenQuery {
 }
 
 /// The values of `perms`.
-#[derive(ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub enum Perms {
     All,
     Upload,
+}
+
+/// The name of a key made without `label`.
+const DEFAULT_LABEL: &str = "estuary key";
+
+impl NewTokenQuery {
+    /// Reads the query. `perms` must name one of its values when given.
+    fn parse(query: &QueryParams) -> Result<Self, Error> {
+        let perms = match query.get("perms") {
+            None => None,
+            Some("all") => Some(Perms::All),
+            Some("upload") => Some(Perms::Upload),
+            Some(_) => return Err(Error::invalid("perms", "perms must be 'all' or 'upload'.")),
+        };
+        Ok(Self {
+            expiry: query.get("expiry").map(str::to_owned),
+            perms,
+            label: query.get("label").map(str::to_owned),
+        })
+    }
 }
 
 impl<'a> TokenView<'a> {
@@ -198,10 +216,7 @@ impl<'a> TokenView<'a> {
     tag = "estuary",
     responses(
         (status = 200, description = "The caller's keys; `token` is empty.", body = [TokenView]),
-        (status = 401),
         (status = 403, description = "The calling key lacks `user_key_management`."),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
@@ -228,7 +243,8 @@ const DEFAULT_LIFETIME: TimeDelta = TimeDelta::days(30);
 /// Reads `expiry`: a Go duration, `false` for the tenant's maximum, or nothing for the default.
 fn expiry(raw: Option<&str>, max_days: i32, now: DateTime<Utc>) -> Result<Expiry, Error> {
     let max = TimeDelta::days(i64::from(max_days));
-    let lifetime = match raw.map(str::trim) {
+    // No trimming: Go's ParseDuration refuses surrounding white space too.
+    let lifetime = match raw {
         None | Some("") => DEFAULT_LIFETIME.min(max),
         Some("false") => max,
         Some(raw) => {
@@ -261,10 +277,7 @@ fn expiry(raw: Option<&str>, max_days: i32, now: DateTime<Utc>) -> Result<Expiry
         (status = 200, description = "The key, with its secret in `token`.", body = TokenView),
         (status = 400, description = "`expiry` unparseable, zero, negative or beyond the \
             tenant's maximum; or a bad `perms` or `label`."),
-        (status = 401),
         (status = 403, description = "The calling key lacks `user_key_management`."),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn create(
@@ -272,25 +285,19 @@ pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, Error> {
-    let query = QueryParams::parse(req.query_string());
+    let query = NewTokenQuery::parse(&QueryParams::parse(req.query_string()))?;
     let now = state.clock.now();
     let expiry = expiry(
-        query.get("expiry"),
+        query.expiry.as_deref(),
         caller.tenant.max_key_lifetime_days,
         now,
     )?;
-    let scopes = match query.get("perms").map(str::trim) {
-        None | Some("") | Some("all") => caller.scopes.clone(),
-        Some("upload") => vec![Scope::PublicApi],
-        Some(_) => return Err(Error::invalid("perms", "perms must be 'all' or 'upload'.")),
+    let scopes = match query.perms {
+        None | Some(Perms::All) => caller.scopes.clone(),
+        Some(Perms::Upload) => vec![Scope::PublicApi],
     };
-    let name = query.get("label").unwrap_or("estuary key").to_owned();
-    let new = NewKey {
-        user_id: caller.user_id.clone(),
-        name,
-        expiry,
-        scopes,
-    };
+    let name = query.label.unwrap_or_else(|| DEFAULT_LABEL.to_owned());
+    let new = NewKey::new(caller.user_id.clone(), name, expiry, Some(scopes));
     let settings = state.settings.clone();
     let (key, secret) = state
         .db(move |conn| keys::create_for(conn, &caller, new, &settings.key_prefix, now))
@@ -308,12 +315,9 @@ pub async fn create(
     params(("key_or_hash" = String, Path, description = "The key's id, secret or `tokenHash`.")),
     responses(
         (status = 200, description = "Revoked; no body."),
-        (status = 401),
         (status = 403, description = "The calling key lacks `user_key_management`."),
         (status = 404, description = "No such key among the caller's own (even for \
             Administrators), or it is already revoked."),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn revoke(
@@ -358,9 +362,6 @@ pub struct StatsView {
     tag = "estuary",
     responses(
         (status = 200, description = "The counts.", body = StatsView),
-        (status = 401),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn stats(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
@@ -385,11 +386,86 @@ pub struct ExportView<'a> {
     #[schema(format = DateTime)]
     exported_at: String,
     tenant: ExportTenant<'a>,
-    user: UserView<'a>,
+    user: ExportUser<'a>,
     /// Every key ever made, revoked ones included.
     keys: Vec<ExportKey<'a>>,
     /// The events whose actor is the user, or whose target is the user or one of its keys.
-    audit_events: Vec<EventView<'a>>,
+    audit_events: Vec<ExportEvent<'a>>,
+}
+
+/// The user's profile.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = EstuaryExportUser)]
+pub struct ExportUser<'a> {
+    #[schema(format = Uuid)]
+    id: &'a str,
+    email: &'a str,
+    name: &'a str,
+    roles: &'a [String],
+    active: bool,
+    #[schema(format = DateTime)]
+    created_on: String,
+    #[schema(format = DateTime, required = true)]
+    updated_on: Option<String>,
+}
+
+impl<'a> From<&'a User> for ExportUser<'a> {
+    fn from(user: &'a User) -> Self {
+        Self {
+            id: &user.id,
+            email: &user.email,
+            name: &user.name,
+            roles: &user.roles,
+            active: user.active,
+            created_on: timestamp(user.created_at),
+            updated_on: user.updated_at.map(timestamp),
+        }
+    }
+}
+
+/// An event that concerns the user.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = EstuaryExportEvent)]
+pub struct ExportEvent<'a> {
+    #[schema(format = Uuid)]
+    id: &'a str,
+    #[schema(format = DateTime)]
+    at: String,
+    /// `key.created`, `key.revoked`, `key.rotated`, `user.created`, `user.updated`
+    /// or `user.deactivated`.
+    action: &'a str,
+    /// `null` for the CLI.
+    #[schema(format = Uuid, required = true)]
+    actor_user_id: Option<&'a str>,
+    #[schema(format = Uuid, required = true)]
+    actor_key_id: Option<&'a str>,
+    #[schema(format = Uuid)]
+    target_id: &'a str,
+    /// On `key.rotated`: the new key.
+    #[schema(format = Uuid, required = true)]
+    new_key_id: Option<&'a str>,
+    #[schema(required = true)]
+    request_id: Option<&'a str>,
+    #[schema(required = true)]
+    ip: Option<&'a str>,
+}
+
+impl<'a> From<&'a Event> for ExportEvent<'a> {
+    fn from(event: &'a Event) -> Self {
+        Self {
+            id: &event.id,
+            at: timestamp(event.at),
+            action: &event.action,
+            actor_user_id: event.actor_user_id.as_deref(),
+            actor_key_id: event.actor_key_id.as_deref(),
+            target_id: &event.target_id,
+            new_key_id: event.new_key_id.as_deref(),
+            request_id: event.request_id.as_deref(),
+            ip: event.ip.as_deref(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -435,12 +511,10 @@ pub enum ExportKeyState {
 
 impl<'a> ExportKey<'a> {
     fn new(key: &'a ApiKey, now: DateTime<Utc>) -> Self {
-        let state = if key.is_revoked(now) {
-            ExportKeyState::Revoked
-        } else if key.is_expired(now) {
-            ExportKeyState::Expired
-        } else {
-            ExportKeyState::Active
+        let state = match key.state(now) {
+            KeyState::Active => ExportKeyState::Active,
+            KeyState::Expired => ExportKeyState::Expired,
+            KeyState::Revoked => ExportKeyState::Revoked,
         };
         Self {
             id: &key.id,
@@ -466,9 +540,6 @@ impl<'a> ExportKey<'a> {
     responses(
         (status = 200, description = "The user's profile, keys and audit events.",
             body = ExportView),
-        (status = 401),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn export(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
@@ -477,7 +548,8 @@ pub async fn export(caller: Caller, state: web::Data<AppState>) -> Result<HttpRe
     let (user, keys, events) = state
         .db(move |conn| {
             let (tenant_id, user_id) = (&caller.tenant.id, &caller.user_id);
-            let user = crate::users::find(conn, tenant_id, user_id)?.ok_or(Error::KeyInvalid)?;
+            // The caller's user exists: authentication just found it.
+            let user = crate::users::find(conn, tenant_id, user_id)?.ok_or(Error::NotFound)?;
             let keys = keys::all_of_user(conn, tenant_id, user_id)?;
             let events = crate::audit::list(conn, tenant_id, Some(user_id), &Page::default())?;
             Ok((user, keys, events))
@@ -489,9 +561,9 @@ pub async fn export(caller: Caller, state: web::Data<AppState>) -> Result<HttpRe
             id: &tenant.id,
             name: &tenant.name,
         },
-        user: UserView::from(&user),
+        user: ExportUser::from(&user),
         keys: keys.iter().map(|key| ExportKey::new(key, now)).collect(),
-        audit_events: events.iter().map(EventView::from).collect(),
+        audit_events: events.iter().map(ExportEvent::from).collect(),
     }))
 }
 
@@ -516,7 +588,18 @@ mod tests {
         assert_eq!(at(Some("1h30m"), 365), Ok(TimeDelta::minutes(90)));
         assert_eq!(at(Some("1.5h"), 365), Ok(TimeDelta::minutes(90)));
         assert_eq!(at(Some("1500ns"), 365), Ok(TimeDelta::microseconds(1)));
-        for bad in ["0", "-5m", "10d", "abc", "1h 30m", "9223372036854775808ns"] {
+        for bad in [
+            "0",
+            "-5m",
+            "10d",
+            "abc",
+            "1h 30m",
+            "9223372036854775808ns",
+            " 1h",
+            "1h ",
+            "1h\t",
+            "\n1h",
+        ] {
             assert!(at(Some(bad), 365).is_err(), "{bad}");
         }
     }

@@ -1,16 +1,17 @@
 //! Reading request input without actix's own extractors, so every failure is
 //! one of our errors (rendered in the dialect) and names the offending field.
 
-use actix_web::error::PayloadError;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{web, FromRequest, HttpRequest};
-use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::MAX_BODY_BYTES;
 
 /// A request body that is a JSON object. A missing `Content-Type` is read as
 /// JSON (curl's `-d` aside, scripts often omit it); any other type is 415.
+/// Read one with [`Body`].
 #[derive(Debug)]
 pub struct JsonObject(pub Map<String, Value>);
 
@@ -41,48 +42,62 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-impl FromRequest for JsonObject {
+/// A request body, not yet read. Handlers take it after the [`Caller`]
+/// and read it once authentication has succeeded, so the body of a caller who
+/// never authenticated is never parsed, whatever order extractors finish in.
+///
+/// [`Caller`]: crate::access::Caller
+pub struct Body {
+    payload: actix_web::dev::Payload,
+    /// A declared `Content-Type` that is not JSON.
+    wrong_type: bool,
+}
+
+impl FromRequest for Body {
     type Error = Error;
-    type Future = LocalBoxFuture<'static, Result<Self, Error>>;
+    type Future = std::future::Ready<Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        read_object(req, payload, false)
+        let wrong_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|ct| !is_json(ct.to_str().unwrap_or_default()));
+        std::future::ready(Ok(Self {
+            payload: payload.take(),
+            wrong_type,
+        }))
     }
 }
 
-/// Like [`JsonObject`], but an empty body reads as `{}` (for bodies whose every
-/// member is optional).
-#[derive(Debug)]
-pub struct OptionalJsonObject(pub JsonObject);
-
-impl FromRequest for OptionalJsonObject {
-    type Error = Error;
-    type Future = LocalBoxFuture<'static, Result<Self, Error>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let object = read_object(req, payload, true);
-        Box::pin(async move { object.await.map(OptionalJsonObject) })
+impl Body {
+    /// The body as a JSON object; an empty body is a 400.
+    pub async fn object(self) -> Result<JsonObject, Error> {
+        self.read(false).await
     }
-}
 
-fn read_object(
-    req: &HttpRequest,
-    payload: &mut actix_web::dev::Payload,
-    empty_is_object: bool,
-) -> LocalBoxFuture<'static, Result<JsonObject, Error>> {
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or_default());
-    let wrong_type = content_type.is_some_and(|ct| !is_json(ct));
-    let bytes = web::Bytes::from_request(req, payload);
-    Box::pin(async move {
-        let bytes = bytes
-            .await
-            .map_err(|e| match e.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => Error::PayloadTooLarge,
-                _ => Error::invalid("body", "The request body could not be read."),
-            })?;
+    /// The body as a JSON object, an empty body reading as `{}` (for bodies
+    /// whose every member is optional).
+    pub async fn optional_object(self) -> Result<JsonObject, Error> {
+        self.read(true).await
+    }
+
+    /// The whole body, at most [`MAX_BODY_BYTES`].
+    async fn bytes(mut self) -> Result<web::BytesMut, Error> {
+        let mut bytes = web::BytesMut::new();
+        while let Some(chunk) = self.payload.next().await {
+            let chunk =
+                chunk.map_err(|_| Error::invalid("body", "The request body could not be read."))?;
+            if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(Error::PayloadTooLarge);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
+    async fn read(self, empty_is_object: bool) -> Result<JsonObject, Error> {
+        let wrong_type = self.wrong_type;
+        let bytes = self.bytes().await?;
         let empty = bytes.iter().all(u8::is_ascii_whitespace);
         if empty && empty_is_object {
             return Ok(JsonObject(Map::new()));
@@ -111,7 +126,7 @@ fn read_object(
                 ),
             )),
         }
-    })
+    }
 }
 
 /// Query-string parameters, looked up without regard to ASCII case

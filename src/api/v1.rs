@@ -6,16 +6,116 @@ pub mod users;
 
 use std::borrow::Cow;
 
-use actix_web::http::header::RETRY_AFTER;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
+use crate::api::input::QueryParams;
 use crate::error::{Error, FieldErrors};
+use crate::paging::{Page, TAKE_RANGE};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     keys::configure(cfg);
     users::configure(cfg);
     audit::configure(cfg);
+}
+
+/// The answer of a revocation or deactivation.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ResultOk)]
+pub struct ResultOk {
+    #[schema(pattern = "^OK$")]
+    result: &'static str,
+}
+
+pub const OK: ResultOk = ResultOk { result: "OK" };
+
+/// Records `message` against `field`.
+pub fn push(errors: &mut FieldErrors, field: &str, message: &str) {
+    errors
+        .entry(field.to_owned())
+        .or_default()
+        .push(message.to_owned());
+}
+
+/// Reads the optional query parameter `name` with `parse`; a value that does
+/// not parse is recorded in `errors` under `name` with `message`.
+pub fn param<T>(
+    query: &QueryParams,
+    name: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+    message: &str,
+    errors: &mut FieldErrors,
+) -> Option<T> {
+    let raw = query.get(name)?;
+    let value = parse(raw.trim());
+    if value.is_none() {
+        push(errors, name, message);
+    }
+    value
+}
+
+/// `take` and `start_with` of every paged listing of this dialect.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// At most this many items.
+    #[param(minimum = 1, maximum = 1000)]
+    pub take: Option<u32>,
+    /// The id of the last item of the previous page (exclusive).
+    pub start_with: Option<uuid::Uuid>,
+}
+
+impl PageQuery {
+    /// Reads `take` and `start_with`; `missing_cursor` is the message for a
+    /// `start_with` that is not an id.
+    pub fn parse(query: &QueryParams, missing_cursor: &str, errors: &mut FieldErrors) -> Self {
+        let take = |raw: &str| raw.parse::<u32>().ok().filter(|n| TAKE_RANGE.contains(n));
+        Self {
+            take: param(
+                query,
+                "take",
+                take,
+                "take must be an integer from 1 to 1000.",
+                errors,
+            ),
+            start_with: param(query, "start_with", uuid_param, missing_cursor, errors),
+        }
+    }
+}
+
+impl From<PageQuery> for Page {
+    fn from(query: PageQuery) -> Self {
+        Page {
+            take: query.take,
+            start_with: query.start_with.map(|id| id.to_string()),
+        }
+    }
+}
+
+/// A UUID query parameter.
+pub fn uuid_param(raw: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::try_parse(raw).ok()
+}
+
+/// Renames the core's field names in a 400 to this dialect's (`expiry` is
+/// `expiration_date` here, say); other errors pass through.
+pub fn fields_named(error: Error, names: &[(&str, &str)]) -> Error {
+    match error {
+        Error::Invalid(errors) => Error::Invalid(
+            errors
+                .into_iter()
+                .map(|(field, messages)| {
+                    let field = names
+                        .iter()
+                        .find(|(core, _)| *core == field)
+                        .map_or(field, |(_, ours)| (*ours).to_owned());
+                    (field, messages)
+                })
+                .collect(),
+        ),
+        e => e,
+    }
 }
 
 /// Titles and `type` links clients see; 400 and 401 share ASP.NET's validation title.
@@ -118,9 +218,6 @@ pub fn problem(error: &Error, request_id: &str) -> HttpResponse {
     };
     let mut response = HttpResponse::build(status);
     response.content_type("application/problem+json");
-    if let Error::RateLimited { retry_after_secs } = error {
-        response.insert_header((RETRY_AFTER, retry_after_secs.to_string()));
-    }
     response.json(Problem {
         kind,
         title,

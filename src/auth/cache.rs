@@ -16,31 +16,27 @@ use std::sync::RwLock;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::Caller;
+use crate::access::Caller;
 use crate::error::Error;
+use crate::keys::Credential;
 
 /// How long an authentication is trusted without asking the database again.
 pub const TTL: TimeDelta = TimeDelta::seconds(1);
 /// Past this many entries, expired ones are swept before inserting.
 const SWEEP_ABOVE: usize = 50_000;
 
-/// A successful authentication and what must be re-checked on each use.
+/// A successful authentication: the core's answer, and the caller it made.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub caller: Caller,
-    pub expires_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
+    pub credential: Credential,
 }
 
 impl Authenticated {
-    /// The caller, if the key is still valid at `now`.
+    /// The caller, if the key still authenticates at `now` (expiry and a
+    /// scheduled revocation are the core's to judge, on every use).
     pub fn at(&self, now: DateTime<Utc>) -> Result<Caller, Error> {
-        if self.revoked_at.is_some_and(|at| at <= now) {
-            return Err(Error::KeyInvalid);
-        }
-        if now >= self.expires_at {
-            return Err(Error::KeyExpired);
-        }
+        self.credential.check(now)?;
         Ok(self.caller.clone())
     }
 }
@@ -126,7 +122,8 @@ fn fresh(checked_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Origin;
+    use crate::access::Origin;
+    use crate::keys::ApiKey;
     use crate::tenants::Tenant;
     use chrono::TimeZone;
 
@@ -147,11 +144,24 @@ mod tests {
             scopes: vec![],
             origin: Origin::default(),
         };
-        Authenticated {
-            caller,
+        let key = ApiKey {
+            id: "k".into(),
+            user_id: "u".into(),
+            name: "key".into(),
+            token_hash: "h".into(),
+            scopes: vec![],
             expires_at,
+            created_at: expires_at - TimeDelta::days(30),
+            updated_at: None,
             revoked_at,
-        }
+            last_used_at: None,
+        };
+        let credential = Credential {
+            key,
+            roles: vec![],
+            user_active: true,
+        };
+        Authenticated { caller, credential }
     }
 
     #[test]

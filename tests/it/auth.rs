@@ -39,8 +39,8 @@ both_backends! {
         let last = wrong_checksum.pop().unwrap();
         wrong_checksum.push(if last == '0' { '1' } else { '0' });
         // Well-formed (valid checksum) but never issued:
-        let unknown = keyward::auth::secret::Secret::generate("kw");
-        let other_prefix = keyward::auth::secret::Secret::generate("zz");
+        let unknown = keyward::keys::secret::Secret::generate("kw");
+        let other_prefix = keyward::keys::secret::Secret::generate("zz");
         for key in [
             "garbage",
             "kw_",
@@ -81,7 +81,7 @@ both_backends! {
     async fn another_tenants_key_is_an_unknown_key(app: &TestApp) {
         let w = World::new(app);
         let foreign = app.get(LIST, "acme", &w.beta_key.1).await;
-        let unknown = app.get(LIST, "acme", keyward::auth::secret::Secret::generate("kw").expose()).await;
+        let unknown = app.get(LIST, "acme", keyward::keys::secret::Secret::generate("kw").expose()).await;
         assert_401(&foreign, "x-key", "Invalid API key");
         assert_eq!(foreign.body_without_trace(), unknown.body_without_trace());
         assert_eq!(app.get(LIST, &w.beta.name, &w.beta_key.1).await.status, 200);

@@ -8,7 +8,7 @@ use chrono::{Days, NaiveDate, Utc};
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
-use keyward::auth::secret;
+use keyward::keys::secret;
 use keyward::schema::{api_keys, tenants, users};
 
 use crate::common::*;
@@ -546,22 +546,6 @@ crate::both_backends! {
         let reply = app.get(KEYS, "acme", w.admin_secret()).await;
         assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
     }
-
-    async fn without_a_url_the_default_is_a_sqlite_file_under_data(app: &TestApp) {
-        let _ = app;
-        let dir = tempfile::tempdir().unwrap();
-        let run = keyward_in(dir.path(), None, &["migrate", "--json"]);
-        run.json();
-        assert!(dir.path().join("data").is_dir(), "{run:#?}");
-        let files: Vec<String> = std::fs::read_dir(dir.path().join("data"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(files.iter().any(|f| f.ends_with(".db")), "{files:?}");
-        // The file is a working database: the CLI can use it.
-        let run = keyward_in(dir.path(), None, &["bootstrap", "--tenant", "acme", "--email", "admin@acme.test", "--json"]);
-        assert!(secret::well_formed(str_of(&run.json(), "key"), "kw"));
-    }
 }
 
 /// Configuration layers: the compiled-in defaults, `config/default.toml` in the
@@ -623,4 +607,33 @@ fn configuration_files_and_environment_layer_in_order() {
         error["error"].as_str().unwrap().contains("key_prefix"),
         "{bad:?}"
     );
+}
+
+/// With no database URL at all, the CLI uses a SQLite file under `./data/`.
+/// (No backend to choose: the test is about the default.)
+#[::core::prelude::v1::test]
+fn without_a_url_the_default_is_a_sqlite_file_under_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = keyward_in(dir.path(), None, &["migrate", "--json"]);
+    run.json();
+    assert!(dir.path().join("data").is_dir(), "{run:#?}");
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.iter().any(|f| f.ends_with(".db")), "{files:?}");
+    // The file is a working database: the CLI can use it.
+    let run = keyward_in(
+        dir.path(),
+        None,
+        &[
+            "bootstrap",
+            "--tenant",
+            "acme",
+            "--email",
+            "admin@acme.test",
+            "--json",
+        ],
+    );
+    assert!(secret::well_formed(str_of(&run.json(), "key"), "kw"));
 }

@@ -21,6 +21,8 @@ use keyward::users::{self, NewUser, User};
 use keyward::AppState;
 
 pub const POSTGRES_ENV: &str = "KEYWARD_TEST_POSTGRES_URL";
+/// Set (CI sets it) to make a run without PostgreSQL fail instead of skipping.
+pub const REQUIRE_POSTGRES_ENV: &str = "KEYWARD_TEST_REQUIRE_POSTGRES";
 
 /// Runs each test body once on SQLite and once on PostgreSQL (when configured).
 #[macro_export]
@@ -38,11 +40,22 @@ macro_rules! both_backends {
             async fn postgres() {
                 match $crate::common::TestApp::postgres() {
                     Some(app) => run(&app).await,
-                    None => eprintln!("skipped: {} is not set", $crate::common::POSTGRES_ENV),
+                    None => $crate::common::skip_postgres(),
                 }
             }
         }
     )*};
+}
+
+/// A PostgreSQL test without a database: skipped for a newcomer's `cargo
+/// test`, a failure for a run that asked for PostgreSQL.
+pub fn skip_postgres() {
+    if std::env::var_os(REQUIRE_POSTGRES_ENV).is_some() {
+        panic!(
+            "{REQUIRE_POSTGRES_ENV} is set but {POSTGRES_ENV} is not: PostgreSQL tests cannot run"
+        );
+    }
+    eprintln!("skipped: {POSTGRES_ENV} is not set");
 }
 
 /// Where the tests stand in time: midday, so "today" is unambiguous.

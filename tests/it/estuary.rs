@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::common::*;
-use keyward::auth::secret;
+use keyward::keys::secret;
 use keyward::keys::Scope;
 
 const KEYS: &str = "/user/api-keys";
@@ -215,10 +215,14 @@ both_backends! {
         app.key_until(&w.acme, &w.alice, KEY_MANAGER, today());
         let (revoked, _) = app.key(&w.acme, &w.alice, KEY_MANAGER);
         app.delete(&format!("/v1/user-api-keys/{}", revoked.id), "acme", &w.alice_key.1).await;
+        // The DELETE above used Alice's key; once written, stats show when.
+        let used_at = app.now();
+        app.state.clone().into_inner().flush_usage().await.unwrap();
         app.clock.advance(TimeDelta::days(1));
         let reply = app.send(bearer("/user/stats", "acme", &w.alice_key.1)).await;
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.body, json!({"totalKeys": 3, "activeKeys": 1, "expiredKeys": 1, "revokedKeys": 1, "lastKeyUsedAt": null}));
+        assert_eq!(reply.body, json!({"totalKeys": 3, "activeKeys": 1, "expiredKeys": 1, "revokedKeys": 1,
+            "lastKeyUsedAt": used_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)}));
     }
 
     async fn export_holds_everything_but_secrets(app: &TestApp) {
@@ -244,6 +248,16 @@ both_backends! {
             assert!(!reply.text.contains(forbidden.as_str()));
         }
         assert!(!reply.text.contains("bob@acme.test"));
+        // The events that concern Alice: her key's creation (by the CLI) and
+        // revocation (by her), and nothing of Bob's.
+        let events = doc["audit_events"].as_array().unwrap();
+        let actions: Vec<(&str, &str)> = events.iter().map(|e| (e["action"].as_str().unwrap(), e["targetId"].as_str().unwrap())).collect();
+        assert!(actions.contains(&("key.created", revoked.id.as_str())), "{actions:?}");
+        assert!(actions.contains(&("key.revoked", revoked.id.as_str())), "{actions:?}");
+        let revocation = events.iter().find(|e| e["action"] == "key.revoked").unwrap();
+        assert_eq!(revocation["actorUserId"], w.alice.id.as_str());
+        assert_eq!(revocation["actorKeyId"], w.alice_key.0.id.as_str());
+        assert!(!reply.text.contains(&w.bob.id), "{}", reply.text);
     }
 
     async fn authentication_errors_use_the_envelope(app: &TestApp) {

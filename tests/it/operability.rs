@@ -220,7 +220,7 @@ fn graceful_shutdown_flushes_last_used_and_logs_no_secret() {
     // The use was written at shutdown (or by the periodic flush before it).
     let pool = keyward::db::connect(&keyward::config::DatabaseUrl::parse(url).unwrap(), 1).unwrap();
     let tenant = keyward::tenants::get_by_name(&mut pool.get().unwrap(), "acme").unwrap();
-    let key_row = keyward::keys::find_live(
+    let key_row = keyward::keys::find_unrevoked(
         &mut pool.get().unwrap(),
         &tenant.id,
         &keyward::keys::KeyRef::Id(key_id),

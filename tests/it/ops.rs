@@ -212,7 +212,7 @@ crate::both_backends! {
     }
 
     async fn an_authenticated_route_is_503_when_the_database_is_down(app: &TestApp) {
-        let secret = keyward::auth::secret::Secret::generate("kw");
+        let secret = keyward::keys::secret::Secret::generate("kw");
         let reply = app.send_to(
             dead_state(app),
             test::TestRequest::get().uri(KEYS).insert_header(("tenant", "acme")).insert_header(("x-key", secret.expose())),

@@ -113,8 +113,9 @@ both_backends! {
         assert_403(&app.get(&format!("{LIST}/not-a-uuid"), "acme", &weak).await, NO_SCOPE);
         assert_403(&app.delete(&format!("{LIST}/{some_id}"), "acme", &weak).await, NO_SCOPE);
         assert_403(&app.delete(&format!("{LIST}/not-a-uuid"), "acme", &weak).await, NO_SCOPE);
-        // Nothing was revoked.
-        assert_eq!(app.get(LIST, "acme", &w.alice_key.1).await.status, 403);
+        // Nothing was revoked: the weak key still authenticates (and is refused for lack of scope).
+        assert_403(&app.get(LIST, "acme", &weak).await, NO_SCOPE);
+        assert_eq!(app.get(&format!("{LIST}/{some_id}"), "acme", w.admin_secret()).await.status, 200);
     }
 
     async fn paging(app: &TestApp) {
@@ -156,7 +157,7 @@ both_backends! {
         assert_eq!(reply.status, 201, "{}", reply.text);
         let body = &reply.body;
         let secret = body["key"].as_str().unwrap().to_owned();
-        assert!(keyward::auth::secret::well_formed(&secret, "kw"));
+        assert!(keyward::keys::secret::well_formed(&secret, "kw"));
         let id = body["id"].as_str().unwrap();
         assert_eq!(body, &json!({
             "id": id,
@@ -304,8 +305,11 @@ both_backends! {
         assert_eq!(reply.status, 200);
         assert_401(&app.get(LIST, "acme", &w.bob_key.1).await, "x-key", "Invalid API key");
         // The row is kept, revoked.
-        let kept = keyward::keys::find_live(&mut app.conn(), &w.acme.id, &keyward::keys::KeyRef::Id(key.id.clone()), app.now()).unwrap();
-        assert!(kept.is_none());
+        let kept = keyward::keys::find(&mut app.conn(), &w.acme.id, &keyward::keys::KeyRef::Id(key.id.clone()))
+            .unwrap()
+            .expect("the revoked key's row is kept");
+        assert_eq!(kept.revoked_at, Some(app.now()));
+        assert_eq!(kept.state(app.now()), keyward::keys::KeyState::Revoked);
     }
 
     async fn another_tenants_ids_behave_like_unknown_ids(app: &TestApp) {

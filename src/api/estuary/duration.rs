@@ -41,7 +41,7 @@ const MAX_ECHO_CHARS: usize = 64;
 /// Only a negative result may actually be this large (it becomes `i64::MIN`).
 const MAX_MAGNITUDE: u64 = 1 << 63;
 
-/// Why a duration string was rejected. Display gives a short human message (no panics, no echo of huge input: truncate any echoed input to 64 chars).
+/// Why a duration string was rejected; `Display` is a short message for a person.
 ///
 /// `UnknownUnit` carries the offending unit; the other variants carry the
 /// whole input. Either way the payload is cut to 64 chars (plus `…`).

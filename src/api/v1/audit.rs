@@ -3,24 +3,22 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::api::input::{parse_uuid, QueryParams};
+use super::{param, uuid_param, PageQuery};
+use crate::access::Caller;
+use crate::api::input::QueryParams;
 use crate::api::timestamp;
-use crate::api::v1::keys::{page, param, PageQuery};
 use crate::audit::{self, Action, Event};
-use crate::auth::Caller;
 use crate::error::{Error, FieldErrors};
+use crate::paging::Page;
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/audit-events").route(web::get().to(list)));
 }
 
-/// How many events a listing returns when `take` is not given.
-const DEFAULT_TAKE: u32 = 100;
-
-/// An event as both dialects show it.
+/// An event of this dialect.
 #[derive(Serialize, ToSchema)]
 #[schema(as = AuditEvent)]
 pub struct EventView<'a> {
@@ -52,17 +50,32 @@ pub struct EventView<'a> {
 
 /// The actions the log records, by [`Action::as_str`].
 fn action_schema() -> impl Into<RefOr<Schema>> {
-    let actions = [
-        Action::KeyCreated,
-        Action::KeyRevoked,
-        Action::KeyRotated,
-        Action::UserCreated,
-        Action::UserUpdated,
-        Action::UserDeactivated,
-    ];
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(actions.map(Action::as_str)))
+        .enum_values(Some(Action::ALL.map(Action::as_str)))
+}
+
+/// The query of `GET /v1/audit-events`, beside its paging.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only the events whose actor is this user, or whose target is this user
+    /// or one of its keys.
+    pub user_id: Option<uuid::Uuid>,
+}
+
+impl AuditQuery {
+    fn parse(query: &QueryParams, errors: &mut FieldErrors) -> Self {
+        Self {
+            user_id: param(
+                query,
+                "user_id",
+                uuid_param,
+                "user_id must be a user ID.",
+                errors,
+            ),
+        }
+    }
 }
 
 /// A page of events.
@@ -94,20 +107,13 @@ impl<'a> From<&'a Event> for EventView<'a> {
     path = "/v1/audit-events",
     operation_id = "listAuditEvents",
     tag = "audit",
-    params(
-        ("user_id" = Option<String>, Query, format = Uuid, description = "Only the events \
-            whose actor is this user, or whose target is this user or one of its keys."),
-        PageQuery,
-    ),
+    params(AuditQuery, PageQuery),
     responses(
         (status = 200, description = "A page of events (100 unless `take` says otherwise).",
             body = EventList),
         (status = 400, description = "A bad `user_id`, `take` or `start_with`."),
-        (status = 401),
         (status = 403, description = "The caller is not an Administrator, or the calling key \
             lacks `user_management`."),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn list(
@@ -117,18 +123,12 @@ pub async fn list(
 ) -> Result<HttpResponse, Error> {
     let query = QueryParams::parse(req.query_string());
     let mut errors = FieldErrors::new();
-    let user_id = param(
-        &query,
-        "user_id",
-        parse_uuid,
-        "user_id must be a user ID.",
-        &mut errors,
-    );
-    let mut page = page(&query, "No event with this ID is in the log.", &mut errors);
+    let filter = AuditQuery::parse(&query, &mut errors);
+    let page = PageQuery::parse(&query, "No event with this ID is in the log.", &mut errors);
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));
     }
-    page.take = Some(page.take.unwrap_or(DEFAULT_TAKE));
+    let (user_id, page) = (filter.user_id.map(|id| id.to_string()), Page::from(page));
     let events = state
         .db(move |conn| audit::list_for(conn, &caller, user_id.as_deref(), &page))
         .await?;

@@ -1,24 +1,33 @@
-//! `/v1/user-api-keys`: list, create, read and revoke keys.
+//! `/v1/user-api-keys`: list, create, read, rotate and revoke keys.
+//!
+//! The request types below are both what the handlers parse a request into
+//! and what the OpenAPI document describes: a field added to one is added to
+//! the other, or the parser does not compile.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::{ObjectBuilder, RefOr, Required, Schema, Type};
 use utoipa::{IntoParams, Modify, PartialSchema, ToSchema};
 
-use crate::api::input::{parse_uuid, path_id, JsonObject, OptionalJsonObject, QueryParams};
+use super::{fields_named, param, push, uuid_param, PageQuery, ResultOk, OK};
+use crate::access::Caller;
+use crate::api::input::{path_id, Body, JsonObject, QueryParams};
 use crate::api::timestamp;
-use crate::auth::Caller;
 use crate::error::{Error, FieldErrors};
 use crate::keys::{
-    self, ApiKey, Expiry, KeyFilter, KeyState, NewKey, Page, Rotation, Scope, SCOPES_INVALID,
-    TAKE_RANGE, USER_ID_INVALID,
+    self, ApiKey, Expiry, KeyFilter, KeyState, NewKey, Rotation, Scope, SCOPES_INVALID,
+    USER_ID_INVALID,
 };
+use crate::paging::Page;
 use crate::AppState;
 
 /// The fixed message of a DELETE whose id names no key the caller may see.
 const ID_INVALID: &str = "ID is either missing, incorrect, or does not exist in the database.";
+
+/// The core's field names that this dialect names otherwise.
+const FIELDS: [(&str, &str); 1] = [("expiry", "expiration_date")];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -82,16 +91,6 @@ pub struct CreatedKey<'a> {
     key: &'a str,
 }
 
-/// The answer of a revocation or deactivation.
-#[derive(Serialize, ToSchema)]
-#[schema(as = ResultOk)]
-pub struct ResultOk {
-    #[schema(pattern = "^OK$")]
-    result: &'static str,
-}
-
-pub const OK: ResultOk = ResultOk { result: "OK" };
-
 /// The query of `GET /v1/user-api-keys`. Names are matched without regard to
 /// case; the first occurrence of a repeated parameter counts.
 #[derive(IntoParams)]
@@ -109,27 +108,9 @@ pub struct KeyListQuery {
     pub last_used_before: Option<NaiveDate>,
 }
 
-/// `take` and `start_with` of every paged listing of this dialect.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// At most this many items.
-    #[param(minimum = 1, maximum = 1000)]
-    pub take: Option<u32>,
-    /// The id of the last item of the previous page (exclusive).
-    pub start_with: Option<uuid::Uuid>,
-}
-
-/// The values of the `state` filter.
+/// The values of the `state` filter: revoked keys are never listed.
 const STATES: [(&str, KeyState); 2] =
     [("active", KeyState::Active), ("expired", KeyState::Expired)];
-
-fn state_filter(raw: &str) -> Option<KeyState> {
-    STATES
-        .iter()
-        .find(|(name, _)| *name == raw)
-        .map(|(_, state)| *state)
-}
 
 impl PartialSchema for KeyState {
     fn schema() -> RefOr<Schema> {
@@ -142,6 +123,59 @@ impl PartialSchema for KeyState {
 
 impl ToSchema for KeyState {}
 
+/// `YYYY-MM-DD`, exactly.
+fn date_param(raw: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .filter(|_| raw.len() == 10)
+}
+
+impl KeyListQuery {
+    fn parse(query: &QueryParams, errors: &mut FieldErrors) -> Self {
+        let state = |raw: &str| {
+            STATES
+                .iter()
+                .find(|(name, _)| *name == raw)
+                .map(|(_, state)| *state)
+        };
+        Self {
+            user_id: param(query, "UserId", uuid_param, USER_ID_INVALID, errors),
+            state: param(
+                query,
+                "state",
+                state,
+                "state must be 'active' or 'expired'.",
+                errors,
+            ),
+            expires_before: param(
+                query,
+                "expires_before",
+                date_param,
+                "expires_before must be a date in the format YYYY-MM-DD.",
+                errors,
+            ),
+            last_used_before: param(
+                query,
+                "last_used_before",
+                date_param,
+                "last_used_before must be a date in the format YYYY-MM-DD.",
+                errors,
+            ),
+        }
+    }
+}
+
+impl From<KeyListQuery> for KeyFilter {
+    fn from(query: KeyListQuery) -> Self {
+        KeyFilter {
+            user_id: query.user_id.map(|id| id.to_string()),
+            state: query.state,
+            expires_before: query.expires_before,
+            last_used_before: query.last_used_before,
+        }
+    }
+}
+
 /// The body of `POST /v1/user-api-keys`. Member names are matched without
 /// regard to case or underscores (`user_id`, `UserId`); unknown members are ignored.
 #[derive(ToSchema)]
@@ -151,12 +185,100 @@ pub struct NewKeyBody {
     pub name: String,
     /// An active user of the tenant: the caller itself, or anyone for Administrators.
     pub user_id: uuid::Uuid,
-    /// The key's last valid day: from today to today + the tenant's maximum
-    /// lifetime. An RFC 3339 date-time is also accepted (its UTC date counts).
+    /// The key's last valid day: from today to today + the tenant's maximum lifetime.
     pub expiration_date: NaiveDate,
     /// Default `["public_api"]`; none the calling key lacks.
     #[schema(min_items = 1)]
     pub scopes: Option<Vec<Scope>>,
+}
+
+const DATE_FORMAT: &str = "Expiration date must be a date in the format YYYY-MM-DD.";
+
+/// `expiration_date`: a string `YYYY-MM-DD`, or `None` after recording why not.
+fn expiration_date(value: &Value, errors: &mut FieldErrors) -> Option<NaiveDate> {
+    let date = value.as_str().and_then(|raw| date_param(raw.trim()));
+    if date.is_none() {
+        push(errors, "expiration_date", DATE_FORMAT);
+    }
+    date
+}
+
+impl NewKeyBody {
+    /// Reads the body, naming every field that is wrong.
+    fn parse(body: &JsonObject) -> Result<Self, Error> {
+        let mut errors = FieldErrors::new();
+        let name = match body.get("name") {
+            Some(Value::String(name)) => {
+                if let Err(message) = keys::check_name(name) {
+                    push(&mut errors, "name", message);
+                }
+                Some(name.clone())
+            }
+            Some(_) => {
+                push(&mut errors, "name", "Name must be a string.");
+                None
+            }
+            None => {
+                push(&mut errors, "name", "Name is required.");
+                None
+            }
+        };
+        let user_id = body
+            .get("user_id")
+            .and_then(Value::as_str)
+            .and_then(uuid_param);
+        if user_id.is_none() {
+            push(&mut errors, "user_id", USER_ID_INVALID);
+        }
+        let expiration_date = match body.get("expiration_date") {
+            Some(value) => expiration_date(value, &mut errors),
+            None => {
+                push(
+                    &mut errors,
+                    "expiration_date",
+                    "Expiration date is required.",
+                );
+                None
+            }
+        };
+        let scopes = match body.get("scopes") {
+            None => Some(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().and_then(Scope::parse))
+                .collect::<Option<Vec<_>>>()
+                .filter(|scopes| !scopes.is_empty())
+                .map(Some),
+            Some(_) => None,
+        };
+        if scopes.is_none() {
+            push(&mut errors, "scopes", SCOPES_INVALID);
+        }
+        match (name, user_id, expiration_date, scopes) {
+            (Some(name), Some(user_id), Some(expiration_date), Some(scopes))
+                if errors.is_empty() =>
+            {
+                Ok(Self {
+                    name,
+                    user_id,
+                    expiration_date,
+                    scopes,
+                })
+            }
+            _ => Err(Error::Invalid(errors)),
+        }
+    }
+}
+
+impl From<NewKeyBody> for NewKey {
+    fn from(body: NewKeyBody) -> Self {
+        NewKey::new(
+            body.user_id.to_string(),
+            body.name,
+            Expiry::EndOfDay(body.expiration_date),
+            body.scopes,
+        )
+    }
 }
 
 /// The body of a rotation; it may be omitted (see [`OptionalRotationBody`]).
@@ -171,49 +293,48 @@ pub struct RotationBody {
     pub expiration_date: Option<NaiveDate>,
 }
 
-pub fn push(errors: &mut FieldErrors, field: &str, message: &str) {
-    errors
-        .entry(field.to_owned())
-        .or_default()
-        .push(message.to_owned());
-}
-
-/// Reads the optional query parameter `name` with `parse`; a value that does
-/// not parse is recorded in `errors` under `name` with `message`.
-pub fn param<T>(
-    query: &QueryParams,
-    name: &str,
-    parse: impl FnOnce(&str) -> Option<T>,
-    message: &str,
-    errors: &mut FieldErrors,
-) -> Option<T> {
-    let raw = query.get(name)?;
-    let value = parse(raw.trim());
-    if value.is_none() {
-        push(errors, name, message);
-    }
-    value
-}
-
-/// `take` and `start_with`, shared by every paged listing of this dialect.
-pub fn page(query: &QueryParams, missing_cursor: &str, errors: &mut FieldErrors) -> Page {
-    let take = |raw: &str| raw.parse::<u32>().ok().filter(|n| TAKE_RANGE.contains(n));
-    Page {
-        take: param(
-            query,
-            "take",
-            take,
-            "take must be an integer from 1 to 1000.",
-            errors,
-        ),
-        start_with: param(query, "start_with", parse_uuid, missing_cursor, errors),
+impl RotationBody {
+    fn parse(body: &JsonObject) -> Result<Self, Error> {
+        let mut errors = FieldErrors::new();
+        let grace_seconds = match body.get("grace_seconds") {
+            None => Some(None),
+            Some(value) => value
+                .as_i64()
+                .filter(|n| Rotation::grace_in_range(*n))
+                .map(Some),
+        };
+        if grace_seconds.is_none() {
+            errors.append(&mut invalid_fields(keys::grace_seconds_invalid()));
+        }
+        let expiration_date = match body.get("expiration_date") {
+            None => Some(None),
+            Some(value) => expiration_date(value, &mut errors).map(Some),
+        };
+        match (grace_seconds, expiration_date) {
+            (Some(grace_seconds), Some(expiration_date)) if errors.is_empty() => Ok(Self {
+                grace_seconds,
+                expiration_date,
+            }),
+            _ => Err(Error::Invalid(errors)),
+        }
     }
 }
 
-fn date_param(raw: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .ok()
-        .filter(|_| raw.len() == 10)
+/// The fields of a 400.
+fn invalid_fields(error: Error) -> FieldErrors {
+    match error {
+        Error::Invalid(fields) => fields,
+        _ => FieldErrors::new(),
+    }
+}
+
+impl From<RotationBody> for Rotation {
+    fn from(body: RotationBody) -> Self {
+        Rotation {
+            grace_seconds: body.grace_seconds.unwrap_or_default(),
+            expiration_date: body.expiration_date,
+        }
+    }
 }
 
 /// Lists keys that are not revoked (expired ones included), oldest first.
@@ -229,11 +350,8 @@ fn date_param(raw: &str) -> Option<NaiveDate> {
         (status = 200, description = "The keys, oldest first.", body = [KeyView]),
         (status = 400, description = "A malformed filter or paging value, or a `UserId` that \
             is empty, malformed, or (for Administrators) names no user of the tenant."),
-        (status = 401),
         (status = 403, description = "Not an Administrator, and no `UserId` or another user's; \
             or the calling key lacks `user_key_management`."),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn list(
@@ -243,31 +361,8 @@ pub async fn list(
 ) -> Result<HttpResponse, Error> {
     let query = QueryParams::parse(req.query_string());
     let mut errors = FieldErrors::new();
-    let filter = KeyFilter {
-        user_id: param(&query, "UserId", parse_uuid, USER_ID_INVALID, &mut errors),
-        state: param(
-            &query,
-            "state",
-            state_filter,
-            "state must be 'active' or 'expired'.",
-            &mut errors,
-        ),
-        expires_before: param(
-            &query,
-            "expires_before",
-            date_param,
-            "expires_before must be a date in the format YYYY-MM-DD.",
-            &mut errors,
-        ),
-        last_used_before: param(
-            &query,
-            "last_used_before",
-            date_param,
-            "last_used_before must be a date in the format YYYY-MM-DD.",
-            &mut errors,
-        ),
-    };
-    let page = page(
+    let filter = KeyListQuery::parse(&query, &mut errors);
+    let page = PageQuery::parse(
         &query,
         "No key with this ID is in the listing.",
         &mut errors,
@@ -275,110 +370,13 @@ pub async fn list(
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));
     }
+    let (filter, page) = (KeyFilter::from(filter), Page::from(page));
     let now = state.clock.now();
     let keys = state
         .db(move |conn| keys::list_for(conn, &caller, &filter, &page, now))
         .await
-        .map_err(|e| match e {
-            Error::Invalid(mut errors) => {
-                if let Some(messages) = errors.remove("user_id") {
-                    errors.insert("UserId".to_owned(), messages);
-                }
-                Error::Invalid(errors)
-            }
-            e => e,
-        })?;
+        .map_err(|e| fields_named(e, &[("user_id", "UserId")]))?;
     Ok(HttpResponse::Ok().json(keys.iter().map(KeyView::from).collect::<Vec<_>>()))
-}
-
-/// Reads `expiration_date`: `YYYY-MM-DD`, or an RFC 3339 / ISO date-time whose UTC date counts.
-fn parse_expiration_date(raw: &str) -> Option<NaiveDate> {
-    let raw = raw.trim();
-    if raw.len() == 10 {
-        return NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok();
-    }
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc).date_naive())
-        .or_else(|_| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.date()))
-        .ok()
-}
-
-/// Reads the POST body into a [`NewKey`], naming every field that is wrong.
-fn new_key(body: &JsonObject) -> Result<NewKey, Error> {
-    let mut errors = FieldErrors::new();
-    let name = match body.get("name") {
-        Some(Value::String(name)) => {
-            if let Err(message) = keys::check_name(name) {
-                push(&mut errors, "name", message);
-            }
-            Some(name.clone())
-        }
-        Some(_) => {
-            push(&mut errors, "name", "Name must be a string.");
-            None
-        }
-        None => {
-            push(&mut errors, "name", "Name is required.");
-            None
-        }
-    };
-    let user_id = body
-        .get("user_id")
-        .and_then(Value::as_str)
-        .and_then(parse_uuid);
-    if user_id.is_none() {
-        push(&mut errors, "user_id", USER_ID_INVALID);
-    }
-    let expiration_date = match body.get("expiration_date") {
-        Some(Value::String(raw)) => {
-            let date = parse_expiration_date(raw);
-            if date.is_none() {
-                push(
-                    &mut errors,
-                    "expiration_date",
-                    "Expiration date must be a date in the format YYYY-MM-DD.",
-                );
-            }
-            date
-        }
-        Some(_) => {
-            push(
-                &mut errors,
-                "expiration_date",
-                "Expiration date must be a date in the format YYYY-MM-DD.",
-            );
-            None
-        }
-        None => {
-            push(
-                &mut errors,
-                "expiration_date",
-                "Expiration date is required.",
-            );
-            None
-        }
-    };
-    let scopes = match body.get("scopes") {
-        None => Some(vec![Scope::PublicApi]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| item.as_str().and_then(Scope::parse))
-            .collect::<Option<Vec<_>>>()
-            .filter(|scopes| !scopes.is_empty()),
-        Some(_) => None,
-    };
-    if scopes.is_none() {
-        push(&mut errors, "scopes", SCOPES_INVALID);
-    }
-    match (name, user_id, expiration_date, scopes) {
-        (Some(name), Some(user_id), Some(date), Some(scopes)) if errors.is_empty() => Ok(NewKey {
-            user_id,
-            name,
-            expiry: Expiry::EndOfDay(date),
-            scopes,
-        }),
-        _ => Err(Error::Invalid(errors)),
-    }
 }
 
 /// Creates a key for the caller, or for anyone (Administrators).
@@ -392,26 +390,24 @@ fn new_key(body: &JsonObject) -> Result<NewKey, Error> {
         (status = 201, description = "The key, with its secret in `key`.", body = CreatedKey),
         (status = 400, description = "Every bad field, named; or `body` when it is not a \
             JSON object."),
-        (status = 401),
         (status = 403, description = "The calling key lacks `user_key_management` or a \
             requested scope, or a non-Administrator acts for another user."),
         (status = 413),
         (status = 415),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
-    body: JsonObject,
+    body: Body,
 ) -> Result<HttpResponse, Error> {
-    let new = new_key(&body)?;
+    let new = NewKey::from(NewKeyBody::parse(&body.object().await?)?);
     let now = state.clock.now();
     let settings = state.settings.clone();
     let (key, secret) = state
         .db(move |conn| keys::create_for(conn, &caller, new, &settings.key_prefix, now))
-        .await?;
+        .await
+        .map_err(|e| fields_named(e, &FIELDS))?;
     Ok(HttpResponse::Created().json(CreatedKey {
         view: KeyView::from(&key),
         key: secret.expose(),
@@ -427,12 +423,9 @@ pub async fn create(
     params(("id" = String, Path, description = "The key's id.", format = Uuid)),
     responses(
         (status = 200, description = "The key.", body = KeyView),
-        (status = 401),
         (status = 403, description = "The calling key lacks `user_key_management`."),
         (status = 404, description = "Unknown, revoked, of another tenant, or not visible \
             to the caller."),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn get(
@@ -448,6 +441,14 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(KeyView::from(&key)))
 }
 
+/// A key this dialect cannot name to its caller is the DELETE message's 400.
+fn id_invalid(error: Error) -> Error {
+    match error {
+        Error::NotFound => Error::invalid("id", ID_INVALID),
+        e => fields_named(e, &FIELDS),
+    }
+}
+
 /// Revokes a key: it is rejected from the next request on.
 #[utoipa::path(
     delete,
@@ -459,10 +460,7 @@ pub async fn get(
         (status = 200, description = "Revoked.", body = ResultOk),
         (status = 400, description = "`id`: the id is malformed, or names no key the \
             caller may see, or one already revoked."),
-        (status = 401),
         (status = 403, description = "The calling key lacks `user_key_management`."),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn revoke(
@@ -475,10 +473,7 @@ pub async fn revoke(
     state
         .db(move |conn| keys::revoke_for(conn, &caller, &id, now))
         .await
-        .map_err(|e| match e {
-            Error::NotFound => Error::invalid("id", ID_INVALID),
-            e => e,
-        })?;
+        .map_err(id_invalid)?;
     Ok(HttpResponse::Ok().json(OK))
 }
 
@@ -508,10 +503,7 @@ impl Modify for OptionalRotationBody {
     tag = "keys",
     responses(
         (status = 400, description = "`id`: no key is named."),
-        (status = 401),
         (status = 403, description = "The calling key lacks `user_key_management`."),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn revoke_without_id(caller: Caller) -> Result<HttpResponse, Error> {
@@ -519,44 +511,8 @@ pub async fn revoke_without_id(caller: Caller) -> Result<HttpResponse, Error> {
     Err(Error::invalid("id", ID_INVALID))
 }
 
-/// Reads the rotation body: `grace_seconds` (default 0) and an optional `expiration_date`.
-fn rotation(body: &JsonObject) -> Result<Rotation, Error> {
-    let mut errors = FieldErrors::new();
-    let grace_seconds = match body.get("grace_seconds") {
-        None => Some(0),
-        Some(value) => value
-            .as_i64()
-            .filter(|n| (0..=keys::MAX_GRACE_SECONDS).contains(n)),
-    };
-    if grace_seconds.is_none() {
-        push(
-            &mut errors,
-            "grace_seconds",
-            "grace_seconds must be an integer from 0 to 604800.",
-        );
-    }
-    let expiration_date = match body.get("expiration_date") {
-        None => Some(None),
-        Some(value) => value.as_str().and_then(parse_expiration_date).map(Some),
-    };
-    if expiration_date.is_none() {
-        push(
-            &mut errors,
-            "expiration_date",
-            "Expiration date must be a date in the format YYYY-MM-DD.",
-        );
-    }
-    match (grace_seconds, expiration_date) {
-        (Some(grace_seconds), Some(expiration_date)) => Ok(Rotation {
-            grace_seconds,
-            expiration_date,
-        }),
-        _ => Err(Error::Invalid(errors)),
-    }
-}
-
 /// Replaces a key by a new one with its user, name and scopes; the old key
-/// keeps working for `grace_seconds`.
+/// keeps working for `grace_seconds`. A key is rotated once.
 #[utoipa::path(
     post,
     path = "/v1/user-api-keys/{id}/rotate",
@@ -567,33 +523,27 @@ fn rotation(body: &JsonObject) -> Result<Rotation, Error> {
     responses(
         (status = 201, description = "The new key, with its secret in `key`.", body = CreatedKey),
         (status = 400, description = "A bad `grace_seconds` or `expiration_date`, or `id`: \
-            malformed, unknown, revoked, or not visible to the caller."),
-        (status = 401),
+            malformed, unknown, revoked, rotated already, or not visible to the caller."),
         (status = 403, description = "The calling key lacks `user_key_management` or one of \
             the key's scopes."),
         (status = 413),
         (status = 415),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn rotate(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: OptionalJsonObject,
+    body: Body,
 ) -> Result<HttpResponse, Error> {
+    let rotation = Rotation::from(RotationBody::parse(&body.optional_object().await?)?);
     let id = path_id(&req, "id");
-    let rotation = rotation(&body.0)?;
     let now = state.clock.now();
     let settings = state.settings.clone();
     let (key, secret) = state
         .db(move |conn| keys::rotate_for(conn, &caller, &id, &rotation, &settings.key_prefix, now))
         .await
-        .map_err(|e| match e {
-            Error::NotFound => Error::invalid("id", ID_INVALID),
-            e => e,
-        })?;
+        .map_err(id_invalid)?;
     Ok(HttpResponse::Created().json(CreatedKey {
         view: KeyView::from(&key),
         key: secret.expose(),

@@ -6,11 +6,12 @@ use serde_json::Value;
 use utoipa::openapi::{ArrayBuilder, ObjectBuilder, RefOr, Schema, Type};
 use utoipa::ToSchema;
 
-use crate::api::input::{path_id, JsonObject, QueryParams};
+use super::{push, PageQuery, ResultOk, OK};
+use crate::access::Caller;
+use crate::api::input::{path_id, Body, JsonObject, QueryParams};
 use crate::api::timestamp;
-use crate::api::v1::keys::{page, push, PageQuery, ResultOk, OK};
-use crate::auth::Caller;
 use crate::error::{Error, FieldErrors};
+use crate::paging::Page;
 use crate::users::{self, NewUser, User, UserChange};
 use crate::AppState;
 
@@ -89,6 +90,67 @@ pub struct UserChangeBody {
     pub active: Option<bool>,
 }
 
+impl NewUserBody {
+    /// Reads the body, naming every field that is wrong.
+    fn parse(body: &JsonObject) -> Result<Self, Error> {
+        let mut errors = FieldErrors::new();
+        let email = string(body, "email", &mut errors);
+        if body.get("email").is_none() {
+            push(&mut errors, "email", "A valid email address is required.");
+        }
+        let name = string(body, "name", &mut errors);
+        let roles = body
+            .get("roles")
+            .and_then(|value| roles(value, &mut errors));
+        match email {
+            Some(email) if errors.is_empty() => Ok(Self { email, name, roles }),
+            _ => Err(Error::Invalid(errors)),
+        }
+    }
+}
+
+impl From<NewUserBody> for NewUser {
+    fn from(body: NewUserBody) -> Self {
+        NewUser::new(body.email, body.name, body.roles)
+    }
+}
+
+impl UserChangeBody {
+    /// Reads the body, naming every field that is wrong.
+    fn parse(body: &JsonObject) -> Result<Self, Error> {
+        let mut errors = FieldErrors::new();
+        let name = string(body, "name", &mut errors);
+        let roles = body
+            .get("roles")
+            .and_then(|value| roles(value, &mut errors));
+        let active = body.get("active").and_then(|value| {
+            let active = value.as_bool();
+            if active.is_none() {
+                push(&mut errors, "active", "active must be true or false.");
+            }
+            active
+        });
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
+        }
+        Ok(Self {
+            name,
+            roles,
+            active,
+        })
+    }
+}
+
+impl From<UserChangeBody> for UserChange {
+    fn from(body: UserChangeBody) -> Self {
+        UserChange {
+            name: body.name,
+            roles: body.roles,
+            active: body.active,
+        }
+    }
+}
+
 /// What every call here needs, beyond a valid key.
 const FORBIDDEN: &str = "The caller is not an Administrator, or the calling key lacks \
     `user_management`.";
@@ -118,10 +180,7 @@ impl<'a> From<&'a User> for UserView<'a> {
         (status = 200, description = "A page of users (100 unless `take` says otherwise).",
             body = UserList),
         (status = 400, description = "A bad `take` or `start_with`."),
-        (status = 401),
         (status = 403, description = FORBIDDEN),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn list(
@@ -131,7 +190,7 @@ pub async fn list(
 ) -> Result<HttpResponse, Error> {
     let query = QueryParams::parse(req.query_string());
     let mut errors = FieldErrors::new();
-    let page = page(
+    let page = PageQuery::parse(
         &query,
         "No user with this ID is in the listing.",
         &mut errors,
@@ -139,6 +198,7 @@ pub async fn list(
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));
     }
+    let page = Page::from(page);
     let users = state
         .db(move |conn| users::list_for(conn, &caller, &page))
         .await?;
@@ -179,38 +239,18 @@ fn string(body: &JsonObject, field: &str, errors: &mut FieldErrors) -> Option<St
     responses(
         (status = 201, description = "The user.", body = UserView),
         (status = 400, description = "Every bad field, named; or `body`."),
-        (status = 401),
         (status = 403, description = FORBIDDEN),
         (status = 409, description = "A user with this email exists in the tenant."),
         (status = 413),
         (status = 415),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
-    body: JsonObject,
+    body: Body,
 ) -> Result<HttpResponse, Error> {
-    let mut errors = FieldErrors::new();
-    let email = string(&body, "email", &mut errors);
-    if body.get("email").is_none() {
-        push(&mut errors, "email", "A valid email address is required.");
-    }
-    let name = string(&body, "name", &mut errors);
-    let roles = match body.get("roles") {
-        Some(value) => roles(value, &mut errors),
-        None => Some(vec![users::DEFAULT_USERS.to_owned()]),
-    };
-    let (Some(email), Some(roles), true) = (email, roles, errors.is_empty()) else {
-        return Err(Error::Invalid(errors));
-    };
-    let new = NewUser {
-        name: name.unwrap_or_else(|| email.clone()),
-        email,
-        roles,
-    };
+    let new = NewUser::from(NewUserBody::parse(&body.object().await?)?);
     let now = state.clock.now();
     let user = state
         .db(move |conn| users::create_for(conn, &caller, new, now))
@@ -227,11 +267,8 @@ pub async fn create(
     params(("id" = String, Path, description = "The user's id.", format = Uuid)),
     responses(
         (status = 200, description = "The user.", body = UserView),
-        (status = 401),
         (status = 403, description = FORBIDDEN),
         (status = 404, description = "Unknown, malformed, or of another tenant."),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn get(
@@ -257,43 +294,21 @@ pub async fn get(
     responses(
         (status = 200, description = "The user, changed.", body = UserView),
         (status = 400, description = "Every bad field, named; or `body`."),
-        (status = 401),
         (status = 403, description = FORBIDDEN),
         (status = 404, description = "Unknown, malformed, or of another tenant."),
         (status = 409, description = "It would demote or deactivate the tenant's last active \
             Administrator."),
         (status = 413),
         (status = 415),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn update(
     caller: Caller,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: JsonObject,
+    body: Body,
 ) -> Result<HttpResponse, Error> {
-    let mut errors = FieldErrors::new();
-    let name = string(&body, "name", &mut errors);
-    let roles = body
-        .get("roles")
-        .and_then(|value| roles(value, &mut errors));
-    let active = body.get("active").and_then(|value| {
-        let active = value.as_bool();
-        if active.is_none() {
-            push(&mut errors, "active", "active must be true or false.");
-        }
-        active
-    });
-    if !errors.is_empty() {
-        return Err(Error::Invalid(errors));
-    }
-    let change = UserChange {
-        name,
-        roles,
-        active,
-    };
+    let change = UserChange::from(UserChangeBody::parse(&body.object().await?)?);
     let now = state.clock.now();
     let id = path_id(&req, "id");
     let user = state
@@ -312,12 +327,9 @@ pub async fn update(
     params(("id" = String, Path, description = "The user's id.", format = Uuid)),
     responses(
         (status = 200, description = "Deactivated.", body = ResultOk),
-        (status = 401),
         (status = 403, description = FORBIDDEN),
         (status = 404, description = "Unknown, malformed, or of another tenant."),
         (status = 409, description = "The user is the tenant's last active Administrator."),
-        (status = 429),
-        (status = 503),
     ),
 )]
 pub async fn deactivate(

@@ -1,0 +1,69 @@
+//! Who acts: the core's idea of an authenticated caller and what it may do.
+//!
+//! `auth` builds a [`Caller`] from a request; the core's functions take one and
+//! ask it the questions below. Nothing here knows about HTTP.
+
+use crate::error::Error;
+use crate::keys::Scope;
+use crate::tenants::Tenant;
+use crate::users;
+
+/// The authenticated caller: who acts, in which tenant, with which key.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: Tenant,
+    pub user_id: String,
+    pub roles: Vec<String>,
+    pub key_id: String,
+    pub scopes: Vec<Scope>,
+    /// Where the request came from, for the audit log.
+    pub origin: Origin,
+}
+
+/// The request a caller made: its id and the client's address.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub request_id: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        users::has_admin_role(&self.roles)
+    }
+
+    /// Whether the caller may act on `user_id`'s behalf: itself, or anyone for Administrators.
+    pub fn may_act_for(&self, user_id: &str) -> bool {
+        user_id == self.user_id || self.is_admin()
+    }
+
+    pub fn require_admin(&self, why: &'static str) -> Result<(), Error> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(why))
+        }
+    }
+
+    pub fn require_scope(&self, scope: Scope) -> Result<(), Error> {
+        if self.scopes.contains(&scope) {
+            return Ok(());
+        }
+        Err(Error::Forbidden(match scope {
+            Scope::PublicApi => "The calling key lacks the public_api scope",
+            Scope::UserKeyManagement => "The calling key lacks the user_key_management scope",
+            Scope::UserManagement => "The calling key lacks the user_management scope",
+        }))
+    }
+
+    /// A key never hands out a scope the calling key lacks.
+    pub fn require_grantable(&self, scopes: &[Scope]) -> Result<(), Error> {
+        if scopes.iter().all(|s| self.scopes.contains(s)) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(
+                "A key cannot grant a scope the calling key lacks",
+            ))
+        }
+    }
+}
