@@ -12,4 +12,6 @@ mod estuary;
 mod openapi;
 mod operability;
 mod ops;
+mod races;
+mod strict;
 mod v1_keys;

@@ -196,7 +196,7 @@ const DATE_FORMAT: &str = "Expiration date must be a date in the format YYYY-MM-
 
 /// `expiration_date`: a string `YYYY-MM-DD`, or `None` after recording why not.
 fn expiration_date(value: &Value, errors: &mut FieldErrors) -> Option<NaiveDate> {
-    let date = value.as_str().and_then(|raw| date_param(raw.trim()));
+    let date = value.as_str().and_then(date_param);
     if date.is_none() {
         push(errors, "expiration_date", DATE_FORMAT);
     }
