@@ -145,3 +145,19 @@ pub fn lock_tenant(conn: &mut DbConnection, tenant_id: &str) -> Result<(), Error
     }
     Ok(())
 }
+
+/// Locks one key's row until the write transaction ends, so that changes to
+/// the key (revocation, rotation, edits) happen one after the other. SQLite's
+/// `BEGIN IMMEDIATE` already serializes every write transaction.
+pub fn lock_key(conn: &mut DbConnection, tenant_id: &str, id: &str) -> Result<(), Error> {
+    match conn {
+        DbConnection::Postgres(pg) => {
+            diesel::sql_query("SELECT 1 FROM api_keys WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+                .bind::<diesel::sql_types::Text, _>(tenant_id)
+                .bind::<diesel::sql_types::Text, _>(id)
+                .execute(pg)?;
+        }
+        DbConnection::Sqlite(_) => {}
+    }
+    Ok(())
+}

@@ -112,7 +112,12 @@ impl ApiKey {
 
     /// The one rule of a key's state at `now`; revocation outranks expiry.
     /// The listing queries mirror it in SQL ([`not_revoked`], [`in_state`]).
+    ///
+    /// The key is judged no earlier than its last change: a request that read
+    /// the clock just before another one revoked the key (and then read the
+    /// row) still sees it revoked, so a revocation cannot happen twice.
     pub fn state(&self, now: DateTime<Utc>) -> KeyState {
+        let now = self.updated_at.map_or(now, |changed| now.max(changed));
         if self.revoked_at.is_some_and(|at| at <= now) {
             KeyState::Revoked
         } else if now >= self.expires_at {
@@ -600,7 +605,7 @@ pub fn rotate_for(
     }
     let tenant = &caller.tenant;
     crate::db::write_transaction(conn, |conn| {
-        let old = find(conn, &tenant.id, &KeyRef::Id(id.to_owned()))?
+        let old = find_for_change(conn, &tenant.id, &KeyRef::Id(id.to_owned()))?
             // A key with a revocation scheduled has been rotated already.
             .filter(|key| key.revoked_at.is_none())
             .filter(|key| caller.may_act_for(&key.user_id))
@@ -700,7 +705,8 @@ fn revoke_visible(
 ) -> Result<(), Error> {
     caller.require_scope(Scope::UserKeyManagement)?;
     crate::db::write_transaction(conn, |conn| {
-        let key = find_unrevoked(conn, &caller.tenant.id, key, now)?
+        let key = find_for_change(conn, &caller.tenant.id, key)?
+            .filter(|key| key.state(now) != KeyState::Revoked)
             .filter(|key| visible(key))
             .ok_or(Error::NotFound)?;
         set_revoked_at(conn, &caller.tenant.id, &key, now, now)?;
@@ -745,6 +751,21 @@ fn set_revoked_at(
     } else {
         Err(Error::NotFound)
     }
+}
+
+/// The key named by `key`, read for a change inside a write transaction: its
+/// row is locked first, so concurrent changes to one key queue up and each
+/// sees what the one before it did.
+fn find_for_change(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    key: &KeyRef,
+) -> Result<Option<ApiKey>, Error> {
+    let Some(found) = find(conn, tenant_id, key)? else {
+        return Ok(None);
+    };
+    crate::db::lock_key(conn, tenant_id, &found.id)?;
+    find(conn, tenant_id, &KeyRef::Id(found.id))
 }
 
 /// The key of the tenant named by `key`, in whatever state.
@@ -823,5 +844,55 @@ impl KeyStats {
             stats.last_used_at = stats.last_used_at.max(key.last_used_at);
         }
         stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn key(
+        updated_at: Option<DateTime<Utc>>,
+        revoked_at: Option<DateTime<Utc>>,
+        t0: DateTime<Utc>,
+    ) -> ApiKey {
+        ApiKey {
+            id: "k".into(),
+            user_id: "u".into(),
+            name: "key".into(),
+            token_hash: "h".into(),
+            scopes: vec![Scope::PublicApi],
+            expires_at: t0 + TimeDelta::days(1),
+            created_at: t0 - TimeDelta::days(1),
+            updated_at,
+            revoked_at,
+            last_used_at: None,
+        }
+    }
+
+    #[test]
+    fn revocation_outranks_expiry_and_the_clock_never_runs_back() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let ms = TimeDelta::milliseconds(1);
+        assert_eq!(key(None, None, t0).state(t0), KeyState::Active);
+        assert_eq!(
+            key(None, None, t0).state(t0 + TimeDelta::days(1)),
+            KeyState::Expired
+        );
+        let revoked = key(Some(t0), Some(t0), t0);
+        assert_eq!(revoked.state(t0), KeyState::Revoked);
+        assert_eq!(revoked.state(t0 + TimeDelta::days(2)), KeyState::Revoked);
+        // A request whose clock read an instant before the revocation it then
+        // sees does not find the key alive.
+        assert_eq!(revoked.state(t0 - ms), KeyState::Revoked);
+        // A rotation's grace window: revoked later than it was changed.
+        let rotated = key(Some(t0), Some(t0 + TimeDelta::hours(1)), t0);
+        assert_eq!(rotated.state(t0 - ms), KeyState::Active);
+        assert_eq!(
+            rotated.state(t0 + TimeDelta::hours(1) - ms),
+            KeyState::Active
+        );
+        assert_eq!(rotated.state(t0 + TimeDelta::hours(1)), KeyState::Revoked);
     }
 }
