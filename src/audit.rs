@@ -18,6 +18,7 @@ use crate::users::User;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     KeyCreated,
+    KeyUpdated,
     KeyRevoked,
     KeyRotated,
     UserCreated,
@@ -26,8 +27,9 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::KeyCreated,
+        Action::KeyUpdated,
         Action::KeyRevoked,
         Action::KeyRotated,
         Action::UserCreated,
@@ -38,6 +40,7 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::KeyCreated => "key.created",
+            Action::KeyUpdated => "key.updated",
             Action::KeyRevoked => "key.revoked",
             Action::KeyRotated => "key.rotated",
             Action::UserCreated => "user.created",

@@ -17,6 +17,7 @@ use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use diesel::dsl;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use self::secret::Secret;
@@ -102,6 +103,8 @@ pub struct ApiKey {
     pub updated_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// What the tenant attached to the key; empty when nothing.
+    pub meta: Meta,
 }
 
 impl ApiKey {
@@ -162,6 +165,7 @@ struct KeyRow {
     updated_at: Option<NaiveDateTime>,
     revoked_at: Option<NaiveDateTime>,
     last_used_at: Option<NaiveDateTime>,
+    meta: String,
 }
 
 impl From<KeyRow> for ApiKey {
@@ -177,7 +181,37 @@ impl From<KeyRow> for ApiKey {
             updated_at: row.updated_at.map(|t| t.and_utc()),
             revoked_at: row.revoked_at.map(|t| t.and_utc()),
             last_used_at: row.last_used_at.map(|t| t.and_utc()),
+            meta: Meta::decode(&row.meta),
         }
+    }
+}
+
+/// A key's metadata: a JSON object of at most [`Meta::MAX_BYTES`] serialized,
+/// stored as that text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta(Map<String, Value>);
+
+impl Meta {
+    pub const MAX_BYTES: usize = 4096;
+    pub const INVALID: &'static str = "meta must be a JSON object of at most 4 KiB.";
+
+    /// Metadata from a request's value: an object that fits, else `None`.
+    pub fn parse(value: &Value) -> Option<Self> {
+        let object = value.as_object()?;
+        (value.to_string().len() <= Self::MAX_BYTES).then(|| Self(object.clone()))
+    }
+
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    fn encode(&self) -> String {
+        Value::Object(self.0.clone()).to_string()
+    }
+
+    /// Only keyward writes the column, always an object.
+    fn decode(stored: &str) -> Self {
+        Self(serde_json::from_str(stored).unwrap_or_default())
     }
 }
 
@@ -300,18 +334,25 @@ pub struct NewKey {
     pub name: String,
     pub expiry: Expiry,
     pub scopes: Vec<Scope>,
+    pub meta: Meta,
 }
 
 impl NewKey {
-    /// A key with [`DEFAULT_SCOPES`] unless scopes are given. (Where an expiry
-    /// may be left out, the default is [`Expiry::longest`].)
+    /// A key with [`DEFAULT_SCOPES`] unless scopes are given, and no
+    /// metadata. (Where an expiry may be left out, the default is
+    /// [`Expiry::longest`].)
     pub fn new(user_id: String, name: String, expiry: Expiry, scopes: Option<Vec<Scope>>) -> Self {
         Self {
             user_id,
             name,
             expiry,
             scopes: scopes.unwrap_or_else(|| DEFAULT_SCOPES.to_vec()),
+            meta: Meta::default(),
         }
+    }
+
+    pub fn with_meta(self, meta: Meta) -> Self {
+        Self { meta, ..self }
     }
 
     /// Checks what can be checked without the database; returns the expiry instant.
@@ -385,6 +426,7 @@ fn insert(
             updated_at: None,
             revoked_at: None,
             last_used_at: None,
+            meta: new.meta,
         };
         diesel::insert_into(api_keys::table)
             .values((
@@ -396,6 +438,7 @@ fn insert(
                 api_keys::scopes.eq(encode_scopes(&key.scopes)),
                 api_keys::expires_at.eq(expires_at.naive_utc()),
                 api_keys::created_at.eq(now.naive_utc()),
+                api_keys::meta.eq(key.meta.encode()),
             ))
             .execute(conn)?;
         audit::record(
@@ -636,6 +679,7 @@ pub fn rotate_for(
             name: old.name.clone(),
             expiry: Expiry::At(expires_at),
             scopes: old.scopes.clone(),
+            meta: old.meta.clone(),
         };
         let actor = Actor::from(caller);
         let (key, secret) = insert(conn, tenant, new, expires_at, prefix, now, &actor)?;
@@ -649,6 +693,61 @@ pub fn rotate_for(
             now,
         )?;
         Ok((key, secret))
+    })
+}
+
+/// A change to a key's name or metadata; `None` leaves it as it is.
+#[derive(Debug, Clone, Default)]
+pub struct KeyChange {
+    pub name: Option<String>,
+    pub meta: Option<Meta>,
+}
+
+/// Renames the key `id` or replaces its metadata, as its owner or an
+/// Administrator. An unknown, revoked or invisible key is [`Error::NotFound`].
+pub fn update_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    id: &str,
+    change: KeyChange,
+    now: DateTime<Utc>,
+) -> Result<ApiKey, Error> {
+    caller.require_scope(Scope::UserKeyManagement)?;
+    if let Some(name) = &change.name {
+        check_name(name).map_err(|message| Error::invalid("name", message))?;
+    }
+    let tenant_id = &caller.tenant.id;
+    crate::db::write_transaction(conn, |conn| {
+        let mut key = find_for_change(conn, tenant_id, &KeyRef::Id(id.to_owned()))?
+            .filter(|key| key.state(now) != KeyState::Revoked)
+            .filter(|key| caller.may_act_for(&key.user_id))
+            .ok_or(Error::NotFound)?;
+        if let Some(name) = change.name {
+            key.name = name;
+        }
+        if let Some(meta) = change.meta {
+            key.meta = meta;
+        }
+        key.updated_at = Some(now);
+        diesel::update(api_keys::table)
+            .filter(api_keys::tenant_id.eq(tenant_id))
+            .filter(api_keys::id.eq(&key.id))
+            .set((
+                api_keys::name.eq(&key.name),
+                api_keys::meta.eq(key.meta.encode()),
+                api_keys::updated_at.eq(now.naive_utc()),
+            ))
+            .execute(conn)?;
+        audit::record(
+            conn,
+            tenant_id,
+            &Actor::from(caller),
+            Action::KeyUpdated,
+            Target::key(&key),
+            None,
+            now,
+        )?;
+        Ok(key)
     })
 }
 
@@ -868,6 +967,7 @@ mod tests {
             updated_at,
             revoked_at,
             last_used_at: None,
+            meta: Meta::default(),
         }
     }
 

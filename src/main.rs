@@ -14,7 +14,7 @@ use keyward::clock::{Clock, SystemClock};
 use keyward::config::{DatabaseUrl, Settings};
 use keyward::db::{self, DbConnection};
 use keyward::error::Error;
-use keyward::keys::{self, Expiry, NewKey, Scope};
+use keyward::keys::{self, Expiry, Meta, NewKey, Scope};
 use keyward::{tenants, users, AppState};
 
 #[derive(Parser)]
@@ -98,7 +98,18 @@ enum KeyCommand {
         /// public_api (default), user_key_management or user_management.
         #[arg(long = "scope", value_parser = parse_scope)]
         scopes: Vec<Scope>,
+        /// Metadata: a JSON object of at most 4 KiB.
+        #[arg(long, value_parser = parse_meta)]
+        meta: Option<Meta>,
     },
+}
+
+fn parse_meta(s: &str) -> Result<Meta, String> {
+    serde_json::from_str(s)
+        .ok()
+        .as_ref()
+        .and_then(Meta::parse)
+        .ok_or_else(|| Meta::INVALID.to_owned())
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
@@ -209,6 +220,7 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
             name,
             expires,
             scopes,
+            meta,
         }) => {
             let tenant = tenants::get_by_name(&mut conn, &tenant)?;
             let user =
@@ -220,7 +232,8 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
                 name,
                 expires.map_or_else(|| Expiry::longest(&tenant, now), Expiry::EndOfDay),
                 (!scopes.is_empty()).then_some(scopes),
-            );
+            )
+            .with_meta(meta.unwrap_or_default());
             create_key(&mut conn, &tenant, new, prefix, now)?
         }
         Command::Bootstrap { tenant, email } => bootstrap(&mut conn, &tenant, &email, prefix, now)?,
@@ -247,6 +260,7 @@ fn create_key(
         "name": key.name,
         "expiration_date": key.expiration_date(),
         "scopes": key.scopes,
+        "meta": key.meta.as_map(),
         "key": secret.expose(),
     }))
 }

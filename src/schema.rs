@@ -38,6 +38,7 @@ diesel::table! {
         updated_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
+        meta -> Text,
     }
 }
 

@@ -50,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::api::v1::keys::create,
         crate::api::v1::keys::revoke_without_id,
         crate::api::v1::keys::get,
+        crate::api::v1::keys::update,
         crate::api::v1::keys::revoke,
         crate::api::v1::keys::rotate,
         crate::api::v1::users::list,

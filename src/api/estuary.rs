@@ -499,6 +499,9 @@ pub struct ExportKey<'a> {
     revoked_on: Option<String>,
     #[schema(format = DateTime, required = true)]
     last_used_on: Option<String>,
+    /// What the tenant attached to the key; `{}` when nothing.
+    #[schema(value_type = Object)]
+    meta: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -527,6 +530,7 @@ impl<'a> ExportKey<'a> {
             expiration_date: key.expiration_date(),
             revoked_on: key.revoked_at.map(timestamp),
             last_used_on: key.last_used_at.map(timestamp),
+            meta: key.meta.as_map(),
         }
     }
 }

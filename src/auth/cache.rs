@@ -155,6 +155,7 @@ mod tests {
             updated_at: None,
             revoked_at,
             last_used_at: None,
+            meta: Default::default(),
         };
         let credential = Credential {
             key,

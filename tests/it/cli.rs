@@ -365,6 +365,8 @@ crate::both_backends! {
             vec!["--expires", "2026-02-30"],
             vec!["--scope", "bogus"],
             vec!["--scope", "public_api", "--scope", "everything"],
+            vec!["--meta", "[1]"],
+            vec!["--meta", "{not json"],
         ] {
             let all = [&["key", "create", "--tenant", "acme", "--user", bob.as_str(), "--name", "ci-key", "--json"][..], &args[..]].concat();
             keyward(app, &all).failed();
@@ -380,6 +382,14 @@ crate::both_backends! {
         ] {
             keyward(app, &["key", "create", "--tenant", tenant, "--user", user, "--name", name, "--json"]).failed();
         }
+        assert_eq!(key_count(app), count, "a refused key create made a key");
+        // Metadata is a JSON object, shown back and stored.
+        let made = keyward(app, &["key", "create", "--tenant", "acme", "--user", bob.as_str(), "--name", "with-meta", "--meta", r#"{"plan":"pro"}"#, "--json"]).json();
+        assert_eq!(made["meta"], serde_json::json!({"plan": "pro"}));
+        let tenant = keyward::tenants::get_by_name(&mut app.conn(), "acme").unwrap();
+        let stored = keyward::keys::find(&mut app.conn(), &tenant.id, &keyward::keys::KeyRef::Id(str_of(&made, "id").to_owned())).unwrap().unwrap();
+        assert_eq!(serde_json::Value::Object(stored.meta.as_map().clone()), serde_json::json!({"plan": "pro"}));
+        let count = key_count(app);
         // A user of another tenant, by id or email, is not one of acme's.
         let (_, _, beta_admin) = bootstrap(app, "beta", "admin@beta.test");
         let count_with_beta = key_count(app);

@@ -233,12 +233,12 @@ impl TestApp {
         scopes: &[Scope],
         last_day: NaiveDate,
     ) -> (ApiKey, String) {
-        let new = NewKey {
-            user_id: user.id.clone(),
-            name: format!("key of {}", user.email),
-            expiry: Expiry::EndOfDay(last_day),
-            scopes: scopes.to_vec(),
-        };
+        let new = NewKey::new(
+            user.id.clone(),
+            format!("key of {}", user.email),
+            Expiry::EndOfDay(last_day),
+            Some(scopes.to_vec()),
+        );
         let (key, secret) = keys::create(&mut self.conn(), tenant, new, "kw", self.now()).unwrap();
         (key, secret.expose().to_owned())
     }

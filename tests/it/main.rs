@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod cli;
 mod estuary;
+mod meta;
 mod openapi;
 mod operability;
 mod ops;

@@ -12,6 +12,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/v1/user-api-keys"),
     ("delete", "/v1/user-api-keys"),
     ("get", "/v1/user-api-keys/{id}"),
+    ("patch", "/v1/user-api-keys/{id}"),
     ("delete", "/v1/user-api-keys/{id}"),
     ("post", "/v1/user-api-keys/{id}/rotate"),
     ("get", "/v1/users"),

@@ -52,6 +52,7 @@ both_backends! {
             "updated_on": null,
             "scopes": ["public_api", "user_key_management"],
             "last_used_on": null,
+            "meta": {},
         }));
     }
 
@@ -168,6 +169,7 @@ both_backends! {
             "updated_on": null,
             "scopes": ["public_api"],
             "last_used_on": null,
+            "meta": {},
             "key": secret,
         }));
         // The secret works, and is never shown again.

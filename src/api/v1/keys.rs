@@ -17,8 +17,8 @@ use crate::api::input::{path_id, Body, JsonObject, QueryParams};
 use crate::api::timestamp;
 use crate::error::{Error, FieldErrors};
 use crate::keys::{
-    self, ApiKey, Expiry, KeyFilter, KeyState, NewKey, Rotation, Scope, SCOPES_INVALID,
-    USER_ID_INVALID,
+    self, ApiKey, Expiry, KeyChange, KeyFilter, KeyState, Meta, NewKey, Rotation, Scope,
+    SCOPES_INVALID, USER_ID_INVALID,
 };
 use crate::paging::Page;
 use crate::AppState;
@@ -39,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/v1/user-api-keys/{id}")
             .route(web::get().to(get))
+            .route(web::patch().to(update))
             .route(web::delete().to(revoke)),
     )
     .service(web::resource("/v1/user-api-keys/{id}/rotate").route(web::post().to(rotate)));
@@ -64,6 +65,9 @@ pub struct KeyView<'a> {
     /// The last successful authentication, accurate to about a minute; `null` if never used.
     #[schema(format = DateTime, required = true)]
     last_used_on: Option<String>,
+    /// What the tenant attached to the key; `{}` when nothing.
+    #[schema(value_type = Object)]
+    meta: &'a serde_json::Map<String, Value>,
 }
 
 impl<'a> From<&'a ApiKey> for KeyView<'a> {
@@ -77,6 +81,7 @@ impl<'a> From<&'a ApiKey> for KeyView<'a> {
             updated_on: key.updated_at.map(timestamp),
             scopes: &key.scopes,
             last_used_on: key.last_used_at.map(timestamp),
+            meta: key.meta.as_map(),
         }
     }
 }
@@ -190,6 +195,18 @@ pub struct NewKeyBody {
     /// Default `["public_api"]`; none the calling key lacks.
     #[schema(min_items = 1)]
     pub scopes: Option<Vec<Scope>>,
+    /// Any JSON object of at most 4 KiB serialized; default `{}`.
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<Meta>,
+}
+
+/// `meta`: an object that fits, or `None` after recording why not.
+fn meta(value: &Value, errors: &mut FieldErrors) -> Option<Meta> {
+    let meta = Meta::parse(value);
+    if meta.is_none() {
+        push(errors, "meta", Meta::INVALID);
+    }
+    meta
 }
 
 const DATE_FORMAT: &str = "Expiration date must be a date in the format YYYY-MM-DD.";
@@ -254,8 +271,12 @@ impl NewKeyBody {
         if scopes.is_none() {
             push(&mut errors, "scopes", SCOPES_INVALID);
         }
-        match (name, user_id, expiration_date, scopes) {
-            (Some(name), Some(user_id), Some(expiration_date), Some(scopes))
+        let meta = match body.get("meta") {
+            None => Some(None),
+            Some(value) => meta(value, &mut errors).map(Some),
+        };
+        match (name, user_id, expiration_date, scopes, meta) {
+            (Some(name), Some(user_id), Some(expiration_date), Some(scopes), Some(meta))
                 if errors.is_empty() =>
             {
                 Ok(Self {
@@ -263,6 +284,7 @@ impl NewKeyBody {
                     user_id,
                     expiration_date,
                     scopes,
+                    meta,
                 })
             }
             _ => Err(Error::Invalid(errors)),
@@ -278,6 +300,50 @@ impl From<NewKeyBody> for NewKey {
             Expiry::EndOfDay(body.expiration_date),
             body.scopes,
         )
+        .with_meta(body.meta.unwrap_or_default())
+    }
+}
+
+/// The body of `PATCH /v1/user-api-keys/{id}`: any of its members.
+#[derive(ToSchema)]
+#[schema(as = KeyChange)]
+pub struct KeyChangeBody {
+    #[schema(min_length = 3, max_length = 255)]
+    pub name: Option<String>,
+    /// Replaces the key's metadata: any JSON object of at most 4 KiB serialized.
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<Meta>,
+}
+
+impl KeyChangeBody {
+    fn parse(body: &JsonObject) -> Result<Self, Error> {
+        let mut errors = FieldErrors::new();
+        let name = body.get("name").and_then(|value| {
+            let name = value.as_str().map(str::to_owned);
+            match &name {
+                None => push(&mut errors, "name", "Name must be a string."),
+                Some(name) => {
+                    if let Err(message) = keys::check_name(name) {
+                        push(&mut errors, "name", message);
+                    }
+                }
+            }
+            name
+        });
+        let meta = body.get("meta").and_then(|value| meta(value, &mut errors));
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
+        }
+        Ok(Self { name, meta })
+    }
+}
+
+impl From<KeyChangeBody> for KeyChange {
+    fn from(body: KeyChangeBody) -> Self {
+        KeyChange {
+            name: body.name,
+            meta: body.meta,
+        }
     }
 }
 
@@ -437,6 +503,39 @@ pub async fn get(
     let now = state.clock.now();
     let key = state
         .db(move |conn| keys::get_for(conn, &caller, &id, now))
+        .await?;
+    Ok(HttpResponse::Ok().json(KeyView::from(&key)))
+}
+
+/// Renames a key or replaces its metadata.
+#[utoipa::path(
+    patch,
+    path = "/v1/user-api-keys/{id}",
+    operation_id = "updateKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id.", format = Uuid)),
+    request_body = KeyChangeBody,
+    responses(
+        (status = 200, description = "The key, changed.", body = KeyView),
+        (status = 400, description = "A bad `name` or `meta`, or `body`."),
+        (status = 403, description = "The calling key lacks `user_key_management`."),
+        (status = 404, description = "Unknown, revoked, of another tenant, or not visible \
+            to the caller."),
+        (status = 413),
+        (status = 415),
+    ),
+)]
+pub async fn update(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, Error> {
+    let change = KeyChange::from(KeyChangeBody::parse(&body.object().await?)?);
+    let id = path_id(&req, "id");
+    let now = state.clock.now();
+    let key = state
+        .db(move |conn| keys::update_for(conn, &caller, &id, change, now))
         .await?;
     Ok(HttpResponse::Ok().json(KeyView::from(&key)))
 }
