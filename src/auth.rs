@@ -167,7 +167,12 @@ async fn authenticate_request(
 ) -> Result<Caller, Error> {
     let presented = credentials.presented(&state.settings.key_prefix);
     if let Presented::Hash(hash) = &presented {
-        if let Some(hit) = state.auth_cache.get(&credentials.tenant, hash, now) {
+        let hit = state
+            .changes
+            .fresh()
+            .then(|| state.auth_cache.get(&credentials.tenant, hash, now))
+            .flatten();
+        if let Some(hit) = hit {
             return hit.at(now);
         }
     }

@@ -82,6 +82,22 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<DbPool, Error> {
     Ok(pool)
 }
 
+/// One connection outside the pool, for a task that holds it for good (the
+/// change watch). The schema is the pool's business.
+pub fn establish(url: &DatabaseUrl) -> Result<DbConnection, Error> {
+    let url = match url {
+        DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
+        DatabaseUrl::SqliteMemory => ":memory:".to_owned(),
+        DatabaseUrl::Postgres(url) => url.clone(),
+    };
+    let mut conn = DbConnection::establish(&url)
+        .map_err(|e| Error::Unavailable(format!("cannot connect: {e}")))?;
+    if let DbConnection::Sqlite(c) = &mut conn {
+        c.batch_execute("PRAGMA busy_timeout = 5000;")?;
+    }
+    Ok(conn)
+}
+
 /// Applies pending migrations of the connection's backend; returns how many ran.
 pub fn migrate(conn: &mut DbConnection) -> Result<usize, Error> {
     let applied = match conn {

@@ -10,6 +10,7 @@ pub mod access;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod changes;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub throttle: throttle::AuthThrottle,
     /// Recent successful authentications; see `auth::cache` for the rules.
     pub auth_cache: auth::cache::AuthCache,
+    /// Whether caches may answer; kept fresh by [`AppState::watch_changes`].
+    pub changes: changes::ChangeWatch,
     pub metrics: Arc<metrics::Metrics>,
 }
 
@@ -60,8 +63,27 @@ impl AppState {
             usage: usage::UsageRecorder::default(),
             throttle: throttle::AuthThrottle::new(settings_limit),
             auth_cache: auth::cache::AuthCache::default(),
+            changes: changes::ChangeWatch::default(),
             metrics: Arc::new(metrics::Metrics::new()),
         }
+    }
+
+    /// Watches the change signal on a connection of its own, in a thread that
+    /// ends when the state is dropped: forgets the cached authentications of
+    /// each tenant whose data changed, and keeps [`AppState::changes`] fresh.
+    /// Without it (or with `sqlite::memory:`, which no other connection can
+    /// see) nothing is answered from the cache.
+    pub fn watch_changes(self: &Arc<Self>) -> Result<(), Error> {
+        let url = config::DatabaseUrl::parse(&self.settings.database_url)?;
+        if url == config::DatabaseUrl::SqliteMemory {
+            return Ok(());
+        }
+        let state = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("keyward-changes".into())
+            .spawn(move || changes_loop(&state, &url))
+            .map(|_| ())
+            .map_err(|e| Error::Internal(format!("cannot start the change watch: {e}")))
     }
 
     /// Writes the queued last-used times.
@@ -110,4 +132,50 @@ pub fn app(
         .default_service(web::to(api::not_found))
         .wrap(middleware::NormalizePath::trim())
         .wrap(middleware::from_fn(api::context::middleware))
+}
+
+/// The change watch's thread: connect, poll, apply; on any failure go stale,
+/// wait a little and connect again. Ends when the state is gone.
+fn changes_loop(state: &std::sync::Weak<AppState>, url: &config::DatabaseUrl) {
+    let mut conn: Option<DbConnection> = None;
+    let mut warned = false;
+    while let Some(state) = state.upgrade() {
+        let connected = match conn.as_mut() {
+            Some(conn) => Ok(conn),
+            None => db::establish(url).map(|c| conn.insert(c)),
+        };
+        let mark = state.changes.mark();
+        let polled = connected.and_then(|c| state.changes.poll(c));
+        match polled {
+            Ok(changed) => {
+                match changed {
+                    changes::Changed::Everything => state.auth_cache.clear(),
+                    changes::Changed::Tenants(tenants) => {
+                        for tenant in tenants {
+                            state.auth_cache.forget_tenant(&tenant);
+                        }
+                    }
+                }
+                state.changes.applied(mark);
+                if warned {
+                    log::info!("change signal restored");
+                    warned = false;
+                }
+            }
+            Err(e) => {
+                state.changes.lost();
+                conn = None;
+                if !warned {
+                    log::warn!("change signal lost, reading the database on every request: {e}");
+                    warned = true;
+                }
+            }
+        }
+        drop(state);
+        std::thread::sleep(if conn.is_some() {
+            changes::POLL_EVERY
+        } else {
+            changes::POLL_EVERY * 10
+        });
+    }
 }

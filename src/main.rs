@@ -309,6 +309,7 @@ fn serve(settings: Settings) -> Result<(), Error> {
     let pool = db::connect(&url, settings.pool_size)?;
     let bind = settings.bind.clone();
     let state = web::Data::new(AppState::new(pool, settings, Arc::new(SystemClock)));
+    state.clone().into_inner().watch_changes()?;
     let io = |e: std::io::Error| Error::Config(format!("cannot serve on {bind}: {e}"));
     actix_web::rt::System::new().block_on(async {
         let app_state = state.clone();

@@ -1,15 +1,18 @@
-//! A short-lived cache of successful authentications, so the hot path does not
-//! look up the tenant and the key on every request.
+//! A cache of successful authentications, so the hot path does not look up
+//! the tenant and the key on every request.
 //!
 //! Correctness rules, each tested:
-//! - An entry lives at most [`TTL`], so a change made by another process (the
-//!   CLI, another instance) is honoured within a second.
+//! - It answers only while the change signal is fresh (`crate::changes`): a
+//!   change made by another process (the CLI, another instance, SQL) drops the
+//!   tenant's entries within the signal's bound; [`TTL`] is only a backstop.
 //! - Expiry and a scheduled revocation (a rotation's grace window) are
-//!   re-checked against the clock on every hit.
+//!   re-checked by the core on every hit.
 //! - Every successful write request handled by this instance clears the cache
 //!   (`api::context`), so its own revocations and deactivations take effect on
 //!   the very next request.
 //! - Failures are never cached: a key the CLI has just made works at once.
+//! - At most [`CAPACITY`] entries: past it, expired ones are swept, and if
+//!   that is not enough, new ones are not cached.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -20,10 +23,10 @@ use crate::access::Caller;
 use crate::error::Error;
 use crate::keys::Credential;
 
-/// How long an authentication is trusted without asking the database again.
-pub const TTL: TimeDelta = TimeDelta::seconds(1);
-/// Past this many entries, expired ones are swept before inserting.
-const SWEEP_ABOVE: usize = 50_000;
+/// The longest an entry lives even if the change signal never mentions it.
+pub const TTL: TimeDelta = TimeDelta::minutes(10);
+/// The most entries the cache holds (a few hundred bytes each).
+pub const CAPACITY: usize = 100_000;
 
 /// A successful authentication: the core's answer, and the caller it made.
 #[derive(Debug, Clone)]
@@ -48,9 +51,16 @@ struct Entry {
 }
 
 /// Tenant name -> secret hash (never the secret) -> entry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AuthCache {
     entries: RwLock<Entries>,
+    capacity: usize,
+}
+
+impl Default for AuthCache {
+    fn default() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +72,22 @@ struct Entries {
 }
 
 impl AuthCache {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: RwLock::default(),
+            capacity,
+        }
+    }
+
+    /// How many entries are held.
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The cached authentication of `hash` in `tenant`, if fresh at `now`.
     pub fn get(&self, tenant: &str, hash: &str, now: DateTime<Utc>) -> Option<Authenticated> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
@@ -90,11 +116,14 @@ impl AuthCache {
         if entries.generation != generation {
             return;
         }
-        if entries.by_tenant.values().map(HashMap::len).sum::<usize>() > SWEEP_ABOVE {
+        if entries.len() >= self.capacity {
             for keys in entries.by_tenant.values_mut() {
                 keys.retain(|_, entry| fresh(entry.checked_at, now));
             }
             entries.by_tenant.retain(|_, keys| !keys.is_empty());
+            if entries.len() >= self.capacity {
+                return;
+            }
         }
         let entry = Entry {
             checked_at: now,
@@ -112,6 +141,23 @@ impl AuthCache {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         entries.by_tenant.clear();
         entries.generation = entries.generation.wrapping_add(1);
+    }
+
+    /// Forgets the entries of the tenant `tenant_id`; the change signal says its data changed.
+    pub fn forget_tenant(&self, tenant_id: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.by_tenant.retain(|_, keys| {
+            keys.values()
+                .next()
+                .is_none_or(|entry| entry.authenticated.caller.tenant.id != tenant_id)
+        });
+        entries.generation = entries.generation.wrapping_add(1);
+    }
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.by_tenant.values().map(HashMap::len).sum()
     }
 }
 
@@ -166,7 +212,39 @@ mod tests {
     }
 
     #[test]
-    fn entries_live_one_second_and_recheck_the_key() {
+    fn memory_is_bounded_and_a_tenant_can_be_forgotten() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let cache = AuthCache::with_capacity(100);
+        for i in 0..250 {
+            let tenant = if i % 2 == 0 { "acme" } else { "beta" };
+            let mut entry = authenticated(t0 + TimeDelta::days(1), None);
+            entry.caller.tenant.id = tenant.to_owned();
+            cache.insert(tenant, &format!("h{i}"), entry, t0, cache.generation());
+        }
+        assert_eq!(cache.len(), 100);
+        // Expired entries make room.
+        let later = t0 + TTL;
+        cache.insert(
+            "acme",
+            "new",
+            authenticated(t0 + TimeDelta::days(1), None),
+            later,
+            cache.generation(),
+        );
+        assert_eq!(cache.len(), 1);
+        cache.insert(
+            "beta",
+            "b",
+            authenticated(t0 + TimeDelta::days(1), None),
+            later,
+            cache.generation(),
+        );
+        cache.forget_tenant("t");
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn entries_live_one_ttl_and_recheck_the_key() {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let cache = AuthCache::default();
         let grace_ends = t0 + TimeDelta::milliseconds(500);

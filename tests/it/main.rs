@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod cli;
 mod estuary;
+mod freshness;
 mod meta;
 mod openapi;
 mod operability;

@@ -1,0 +1,10 @@
+DROP TRIGGER tenants_changed_insert;
+DROP TRIGGER tenants_changed_update;
+DROP TRIGGER tenants_changed_delete;
+DROP TRIGGER users_changed_insert;
+DROP TRIGGER users_changed_update;
+DROP TRIGGER users_changed_delete;
+DROP TRIGGER api_keys_changed_insert;
+DROP TRIGGER api_keys_changed_update;
+DROP TRIGGER api_keys_changed_delete;
+DROP TABLE tenant_changes;

@@ -1,0 +1,132 @@
+//! Knowing when data changed, instead of guessing.
+//!
+//! Every committed write to a tenant, its users or its keys bumps the tenant's
+//! row in `tenant_changes` (database triggers, so writes that bypass keyward
+//! count too; last-used times do not). Each running instance polls that table
+//! every [`POLL_EVERY`] on a connection of its own ([`ChangeWatch::poll`]) and
+//! drops what it cached for the tenants whose version moved.
+//!
+//! What is cached may be served only while the watch is [`ChangeWatch::fresh`]:
+//! the last poll whose changes were applied began less than [`TRUST_FOR`] ago.
+//! A poll sees every write committed before it began, so nothing served from a
+//! cache is older than `TRUST_FOR` plus a poll: well inside the contract's
+//! 100 ms. When polls fail (the database restarts, the connection drops) or
+//! lag, the watch goes stale and every request reads the database again; the
+//! first poll after a gap drops everything.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::error::Error;
+use crate::schema::tenant_changes;
+
+/// How often an instance asks whether anything changed.
+pub const POLL_EVERY: Duration = Duration::from_millis(20);
+/// How long after a poll began its picture of the data may be trusted.
+pub const TRUST_FOR: Duration = Duration::from_millis(80);
+
+/// What a poll found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// These tenants' data changed (by tenant id).
+    Tenants(Vec<String>),
+    /// Anything may have changed: the first poll, or the first after a gap.
+    Everything,
+}
+
+/// One instance's view of the change signal.
+#[derive(Debug)]
+pub struct ChangeWatch {
+    epoch: Instant,
+    /// When (µs after `epoch`) the last applied poll began; 0 while stale.
+    trusted_from: AtomicU64,
+    /// Tenant id -> the version the last poll saw; empty after a gap.
+    versions: Mutex<HashMap<String, i64>>,
+}
+
+impl Default for ChangeWatch {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            trusted_from: AtomicU64::new(0),
+            versions: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl ChangeWatch {
+    /// Now, in µs after the watch was made (never 0).
+    pub fn mark(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Whether caches may answer: a poll that began less than [`TRUST_FOR`]
+    /// ago has been applied.
+    pub fn fresh(&self) -> bool {
+        let from = self.trusted_from.load(Ordering::Acquire);
+        from != 0 && self.mark().saturating_sub(from) < TRUST_FOR.as_micros() as u64
+    }
+
+    /// Reads the versions and says what changed since the last poll. Apply
+    /// the answer, then call [`ChangeWatch::applied`] with the poll's `mark`.
+    pub fn poll(&self, conn: &mut DbConnection) -> Result<Changed, Error> {
+        let now: HashMap<String, i64> = tenant_changes::table
+            .select((tenant_changes::tenant_id, tenant_changes::version))
+            .load::<(String, i64)>(conn)?
+            .into_iter()
+            .collect();
+        let mut seen = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = if seen.is_empty() {
+            Changed::Everything
+        } else {
+            Changed::Tenants(
+                now.iter()
+                    .filter(|(tenant, version)| seen.get(*tenant) != Some(version))
+                    .map(|(tenant, _)| tenant.clone())
+                    .collect(),
+            )
+        };
+        *seen = now;
+        Ok(changed)
+    }
+
+    /// The changes of the poll that began at `mark` are applied: caches may answer.
+    pub fn applied(&self, mark: u64) {
+        self.trusted_from.store(mark, Ordering::Release);
+    }
+
+    /// Polls cannot be made: nothing cached may answer until one succeeds,
+    /// and that one drops everything.
+    pub fn lost(&self) {
+        self.trusted_from.store(0, Ordering::Release);
+        self.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_is_fresh_only_just_after_an_applied_poll() {
+        let watch = ChangeWatch::default();
+        assert!(!watch.fresh());
+        watch.applied(watch.mark());
+        assert!(watch.fresh());
+        std::thread::sleep(TRUST_FOR);
+        assert!(!watch.fresh(), "a watch whose polls stopped goes stale");
+        watch.applied(watch.mark());
+        watch.lost();
+        assert!(!watch.fresh());
+    }
+}
