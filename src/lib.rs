@@ -106,4 +106,6 @@ pub fn app(
         .default_service(web::to(api::not_found))
         .wrap(middleware::NormalizePath::trim())
         .wrap(middleware::from_fn(api::context::middleware))
+        // Outermost: a preflight is answered before anything else runs.
+        .wrap(middleware::from_fn(api::cors::middleware))
 }
