@@ -196,7 +196,13 @@ mod tests {
             load(r#"cors_origins = ["https://a.test"]"#).unwrap(),
             ["https://a.test"]
         );
-        for bad in ["https://a.test/", "a.test", "https://a.test/x", "ftp://a.test", "*"] {
+        for bad in [
+            "https://a.test/",
+            "a.test",
+            "https://a.test/x",
+            "ftp://a.test",
+            "*",
+        ] {
             assert!(load(&format!("cors_origins = {bad:?}")).is_err(), "{bad}");
         }
     }

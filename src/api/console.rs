@@ -149,11 +149,14 @@ fn fingerprinted(name: &str, body: &str) -> String {
 /// The headers every console response carries.
 fn console_response(cache: &'static str) -> actix_web::HttpResponseBuilder {
     let mut res = HttpResponse::Ok();
-    res.insert_header((CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_CSP)))
-        .insert_header((X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .insert_header((X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .insert_header((REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .insert_header((CACHE_CONTROL, HeaderValue::from_static(cache)));
+    res.insert_header((
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONSOLE_CSP),
+    ))
+    .insert_header((X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+    .insert_header((X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+    .insert_header((REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+    .insert_header((CACHE_CONTROL, HeaderValue::from_static(cache)));
     res
 }
 
@@ -198,7 +201,10 @@ mod tests {
         let one = bundle(sources, page);
         let a = fingerprinted("a.js", "export const a = 1;");
         let b = fingerprinted("b.js", &format!("import {{ a }} from \"./{a}\";"));
-        assert_eq!(one.assets[&b].body, format!("import {{ a }} from \"./{a}\";"));
+        assert_eq!(
+            one.assets[&b].body,
+            format!("import {{ a }} from \"./{a}\";")
+        );
         assert_eq!(
             one.index,
             format!("<script type=\"module\" src=\"/console/assets/{b}\"></script>")
@@ -222,7 +228,10 @@ mod tests {
                 hashed.starts_with(&format!("{stem}."))
                     && hashed.ends_with(&format!(".{ext}"))
                     && (BUNDLE.index.contains(hashed.as_str())
-                        || BUNDLE.assets.values().any(|a| a.body.contains(hashed.as_str())))
+                        || BUNDLE
+                            .assets
+                            .values()
+                            .any(|a| a.body.contains(hashed.as_str())))
             });
             assert!(linked, "{name} is not referenced by its fingerprinted name");
         }

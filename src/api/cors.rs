@@ -25,7 +25,8 @@ use crate::AppState;
 
 /// The request headers keyward reads: tenant, the three key headers, the
 /// body's type, and a caller's own request id.
-pub const ALLOWED_HEADERS: &str = "tenant, x-key, x-api-key, authorization, content-type, x-request-id";
+pub const ALLOWED_HEADERS: &str =
+    "tenant, x-key, x-api-key, authorization, content-type, x-request-id";
 /// Every method a route answers.
 pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PATCH, DELETE";
 /// Response headers a page may read besides the CORS-safelisted ones.

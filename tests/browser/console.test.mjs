@@ -66,6 +66,9 @@ async function api(method, urlPath, key, body) {
 }
 
 async function shot(name) {
+  // The passing notice would cover the page.
+  await page.evaluate(() => document.getElementById("toast").classList.remove("shown"));
+  await page.waitForTimeout(300); // its fade
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 

@@ -34,7 +34,10 @@ async fn the_page_needs_no_key_and_carries_a_strict_policy() {
     for path in ["/console", "/console/"] {
         let page = get(&app, path).await;
         assert_eq!(page.status, 200, "{path}: {}", page.text);
-        assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
         assert_eq!(page.header("content-security-policy"), Some(CSP));
         assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
         assert_eq!(page.header("x-frame-options"), Some("DENY"));
@@ -62,7 +65,10 @@ async fn the_page_has_no_inline_code_and_names_no_other_origin() {
     assert!(!scripts.is_empty());
     for script in scripts {
         let tag = script.split('>').next().unwrap();
-        assert!(tag.contains(" src=\"/console/assets/"), "inline script: {tag}");
+        assert!(
+            tag.contains(" src=\"/console/assets/"),
+            "inline script: {tag}"
+        );
     }
     assert!(!page.text.contains("<style"));
     assert!(!page.text.contains(" style="));
@@ -100,27 +106,55 @@ async fn assets_are_fingerprinted_and_cached_for_a_year() {
         assert_eq!(asset.header("content-type"), Some(expected), "{path}");
         if parts[2] == "js" {
             // API values are rendered as text, never parsed as markup.
-            for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+            ] {
                 assert!(!asset.text.contains(sink), "{path} uses {sink}");
             }
-            assert!(!asset.text.contains("localStorage"), "{path}");
-            assert!(!asset.text.contains("document.cookie"), "{path}");
+            // The key is kept in sessionStorage only.
+            for store in ["localStorage.", "document.cookie", "indexedDB"] {
+                assert!(!asset.text.contains(store), "{path} uses {store}");
+            }
         }
         queue.extend(linked_assets(&asset.text));
     }
     let names: Vec<&str> = seen.iter().map(|p| p.rsplit('/').next().unwrap()).collect();
-    for stem in ["app.", "api.", "dom.", "keys.", "users.", "audit.", "overview.", "style.", "icon."] {
-        assert!(names.iter().any(|n| n.starts_with(stem)), "{stem} not linked: {names:?}");
+    for stem in [
+        "app.",
+        "api.",
+        "dom.",
+        "keys.",
+        "users.",
+        "audit.",
+        "overview.",
+        "style.",
+        "icon.",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(stem)),
+            "{stem} not linked: {names:?}"
+        );
     }
 }
 
 #[actix_rt::test]
 async fn unknown_and_unfingerprinted_assets_are_404() {
     let app = TestApp::sqlite();
-    for path in ["/console/assets/app.js", "/console/assets/nope.0123456789.js", "/console/nope"] {
+    for path in [
+        "/console/assets/app.js",
+        "/console/assets/nope.0123456789.js",
+        "/console/nope",
+    ] {
         let reply = get(&app, path).await;
         assert_eq!(reply.status, 404, "{path}");
-        assert_eq!(reply.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json")
+        );
     }
 }
 

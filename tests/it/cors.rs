@@ -14,7 +14,10 @@ fn preflight(origin: &str) -> test::TestRequest {
         .uri("/v1/user-api-keys")
         .insert_header(("origin", origin))
         .insert_header(("access-control-request-method", "POST"))
-        .insert_header(("access-control-request-headers", "tenant, x-key, content-type"))
+        .insert_header((
+            "access-control-request-headers",
+            "tenant, x-key, content-type",
+        ))
 }
 
 fn listing(origin: &str) -> test::TestRequest {
@@ -34,7 +37,9 @@ fn assert_no_cors(reply: &Reply) {
 }
 
 fn with_dashboard(app: &TestApp) -> actix_web::web::Data<keyward::AppState> {
-    app.reconfigured(|s| s.cors_origins = vec![DASHBOARD.to_owned(), "http://localhost:3000".to_owned()])
+    app.reconfigured(|s| {
+        s.cors_origins = vec![DASHBOARD.to_owned(), "http://localhost:3000".to_owned()]
+    })
 }
 
 #[actix_rt::test]
@@ -54,7 +59,9 @@ async fn without_the_setting_there_is_no_cors_at_all() {
 #[actix_rt::test]
 async fn an_allowed_origin_gets_a_preflight() {
     let app = TestApp::sqlite();
-    let reply = app.send_to(with_dashboard(&app), preflight(DASHBOARD)).await;
+    let reply = app
+        .send_to(with_dashboard(&app), preflight(DASHBOARD))
+        .await;
     assert_eq!(reply.status, 204, "{}", reply.text);
     assert_eq!(reply.header("access-control-allow-origin"), Some(DASHBOARD));
     let methods = reply.header("access-control-allow-methods").unwrap();
@@ -62,8 +69,17 @@ async fn an_allowed_origin_gets_a_preflight() {
         assert!(methods.contains(method), "{methods}");
     }
     let headers = reply.header("access-control-allow-headers").unwrap();
-    for header in ["tenant", "x-key", "x-api-key", "authorization", "content-type"] {
-        assert!(headers.split(", ").any(|h| h == header), "{header} in {headers}");
+    for header in [
+        "tenant",
+        "x-key",
+        "x-api-key",
+        "authorization",
+        "content-type",
+    ] {
+        assert!(
+            headers.split(", ").any(|h| h == header),
+            "{header} in {headers}"
+        );
     }
     assert!(reply.header("access-control-max-age").is_some());
     assert_eq!(reply.header("access-control-allow-credentials"), None);
@@ -84,13 +100,22 @@ async fn an_allowed_origin_may_read_answers_and_the_request_id() {
         .await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(ok.header("access-control-allow-origin"), Some(DASHBOARD));
-    assert_eq!(ok.header("access-control-expose-headers"), Some("x-request-id"));
+    assert_eq!(
+        ok.header("access-control-expose-headers"),
+        Some("x-request-id")
+    );
     assert_eq!(ok.header("vary"), Some("Origin"));
     // Errors too: a dashboard must be able to show "Invalid API key".
     let refused = app.send_to(state, listing(DASHBOARD)).await;
     assert_eq!(refused.status, 401);
-    assert_eq!(refused.header("access-control-allow-origin"), Some(DASHBOARD));
-    assert_eq!(refused.header("access-control-expose-headers"), Some("x-request-id"));
+    assert_eq!(
+        refused.header("access-control-allow-origin"),
+        Some(DASHBOARD)
+    );
+    assert_eq!(
+        refused.header("access-control-expose-headers"),
+        Some("x-request-id")
+    );
 }
 
 #[actix_rt::test]
