@@ -3,7 +3,9 @@
 //! Handlers stay thin: extract, call the core through [`AppState::db`], map the
 //! result to the dialect. Errors are rendered in one place, [`context`].
 
+pub mod console;
 pub mod context;
+pub mod cors;
 pub mod docs;
 pub mod estuary;
 pub mod input;
@@ -21,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     v1::configure(cfg);
     estuary::configure(cfg);
     docs::configure(cfg);
+    console::configure(cfg);
 }
 
 /// ISO-8601 UTC, second precision, `Z` suffix: how both dialects show instants.

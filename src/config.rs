@@ -20,6 +20,41 @@ pub struct Settings {
     pub key_prefix: String,
     pub pool_size: u32,
     pub auth_failures_per_minute: u32,
+    /// Origins (`scheme://host[:port]`, exact) whose pages may call the API
+    /// from a browser; empty: no CORS headers at all. A comma-separated
+    /// string (as `KEYWARD_CORS_ORIGINS` gives it) or a list.
+    #[serde(default, deserialize_with = "comma_separated")]
+    pub cors_origins: Vec<String>,
+}
+
+/// Accepts `"a, b"` as well as `["a", "b"]`; blank items are dropped.
+fn comma_separated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Items {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Items::deserialize(d)? {
+        Items::One(s) => s.split(',').map(str::to_owned).collect(),
+        Items::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+/// An origin as a browser sends it: scheme, host and optional port, nothing
+/// more. A path or trailing slash would never match, so it is refused at start.
+fn valid_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
 }
 
 impl Settings {
@@ -51,6 +86,11 @@ impl Settings {
             return Err(Error::Config(format!(
                 "tenant {:?} is not a valid tenant name",
                 self.tenant
+            )));
+        }
+        if let Some(bad) = self.cors_origins.iter().find(|o| !valid_origin(o)) {
+            return Err(Error::Config(format!(
+                "cors_origins: {bad:?} is not an origin (scheme://host[:port], no path)"
             )));
         }
         if self.pool_size == 0 {
@@ -134,5 +174,36 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.key_prefix, "kw");
         assert_eq!(s.pinned_tenant(), None);
+        assert!(s.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn cors_origins_are_a_comma_separated_list_of_origins() {
+        let load = |toml: &str| {
+            config::Config::builder()
+                .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+                .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+                .build()
+                .and_then(config::Config::try_deserialize::<Settings>)
+                .map_err(|e| Error::Config(e.to_string()))
+                .and_then(|s| s.validate().map(|()| s.cors_origins))
+        };
+        assert_eq!(
+            load(r#"cors_origins = " https://a.test, http://127.0.0.1:3000 ,""#).unwrap(),
+            ["https://a.test", "http://127.0.0.1:3000"]
+        );
+        assert_eq!(
+            load(r#"cors_origins = ["https://a.test"]"#).unwrap(),
+            ["https://a.test"]
+        );
+        for bad in [
+            "https://a.test/",
+            "a.test",
+            "https://a.test/x",
+            "ftp://a.test",
+            "*",
+        ] {
+            assert!(load(&format!("cors_origins = {bad:?}")).is_err(), "{bad}");
+        }
     }
 }

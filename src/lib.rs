@@ -132,6 +132,8 @@ pub fn app(
         .default_service(web::to(api::not_found))
         .wrap(middleware::NormalizePath::trim())
         .wrap(middleware::from_fn(api::context::middleware))
+        // Outermost: a preflight is answered before anything else runs.
+        .wrap(middleware::from_fn(api::cors::middleware))
 }
 
 /// The change watch's thread: connect, poll, apply; on any failure go stale,

@@ -8,6 +8,8 @@ mod common;
 mod admin;
 mod auth;
 mod cli;
+mod console;
+mod cors;
 mod estuary;
 mod freshness;
 mod meta;

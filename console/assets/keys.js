@@ -1,0 +1,360 @@
+// Keys: the tenant's keys (an administrator) or one's own, with the API's
+// filters and paging, and creating, rotating and revoking.
+// Editing a key's name needs `PATCH /v1/user-api-keys/{id}`, which the API
+// does not offer yet.
+
+import { h, replace, field, select, notice, modal, confirmDialog, toast, time, utcDay } from "./dom.js";
+import { call, SCOPES } from "./api.js";
+
+const PAGE_SIZES = ["25", "50", "100"];
+
+/** Whether a listed key is still usable by its expiry (revoked keys are never listed). */
+export function keyState(key) {
+  return key.expiration_date < utcDay(0) ? "expired" : "active";
+}
+
+/** `start_with` cursors of the pages before the current one, per filter set. */
+let pages = { filters: "", cursors: [] };
+
+export async function keysView(ctx, query) {
+  const me = ctx.me;
+  const users = await ctx.users();
+  const take = PAGE_SIZES.includes(query.take) ? query.take : "25";
+  const filters = {
+    UserId: me.isAdmin ? query.user || undefined : me.user.id,
+    state: query.state,
+    expires_before: query.expires_before,
+    last_used_before: query.last_used_before,
+  };
+  const filterKey = JSON.stringify({ ...filters, take });
+  if (pages.filters !== filterKey) pages = { filters: filterKey, cursors: [] };
+
+  // One more than a page, to know whether there is a next one.
+  let keys = await call("GET", "/v1/user-api-keys", {
+    query: { ...filters, take: Number(take) + 1, start_with: query.start_with },
+  });
+  const hasNext = keys.length > Number(take);
+  keys = keys.slice(0, Number(take));
+
+  const userLabel = (id) => users.get(id)?.email ?? id;
+
+  const view = h("section", { class: "view", "aria-labelledby": "keys-title" });
+  const status = h("div", { class: "view-status" });
+
+  const refresh = () => keysView(ctx, query).then((v) => view.replaceWith(v)).catch((e) => replace(status, ctx.failed(e)));
+
+  // Filters -------------------------------------------------------------
+  const fState = select(
+    [
+      ["", "Any"],
+      ["active", "Active"],
+      ["expired", "Expired"],
+    ],
+    query.state || "",
+    { name: "state" },
+  );
+  const fExpires = h("input", { type: "date", name: "expires_before", value: query.expires_before || "" });
+  const fUnused = h("input", { type: "date", name: "last_used_before", value: query.last_used_before || "" });
+  const fTake = select(PAGE_SIZES.map((n) => [n, n]), take, { name: "take" });
+  const fUser = me.isAdmin && me.canManageUsers
+    ? select([["", "Everyone"], ...[...users.values()].map((u) => [u.id, u.email])], query.user || "", { name: "user" })
+    : null;
+  const filterForm = h(
+    "form",
+    {
+      class: "filters",
+      role: "search",
+      "aria-label": "Filter keys",
+      onsubmit: (event) => {
+        event.preventDefault();
+        ctx.go("keys", {
+          user: fUser?.value,
+          state: fState.value,
+          expires_before: fExpires.value,
+          last_used_before: fUnused.value,
+          take: fTake.value === "25" ? "" : fTake.value,
+        });
+      },
+    },
+    fUser ? field("User", fUser) : null,
+    field("State", fState),
+    field("Expires before", fExpires),
+    field("Not used since", fUnused),
+    field("Per page", fTake),
+    h(
+      "div",
+      { class: "filter-actions" },
+      h("button", { type: "submit", class: "button" }, "Apply"),
+      h("button", { type: "button", class: "button subtle", onclick: () => ctx.go("keys") }, "Clear"),
+    ),
+  );
+
+  // Table -----------------------------------------------------------------
+  const columns = ["Name", "User", "Scopes", "Created", "Expires", "Last used", "State", "Actions"];
+  const rows = keys.map((key) => {
+    const state = keyState(key);
+    return h(
+      "tr",
+      { "data-key-id": key.id },
+      h("td", { "data-label": "Name", class: "name" }, key.name),
+      h("td", { "data-label": "User" }, userLabel(key.user_id)),
+      h("td", { "data-label": "Scopes" }, h("ul", { class: "chips" }, key.scopes.map((s) => h("li", { class: "chip" }, s)))),
+      h("td", { "data-label": "Created" }, time(key.created_on)),
+      h("td", { "data-label": "Expires" }, h("time", { datetime: key.expiration_date }, key.expiration_date)),
+      h("td", { "data-label": "Last used" }, time(key.last_used_on)),
+      h("td", { "data-label": "State" }, h("span", { class: `badge ${state}` }, state === "active" ? "Active" : "Expired")),
+      h(
+        "td",
+        { "data-label": "Actions", class: "row-actions" },
+        me.canManageKeys
+          ? [
+              h("button", { type: "button", class: "button small", onclick: () => rotate(ctx, key).then((done) => done && refresh()), "aria-label": `Rotate ${key.name}` }, "Rotate"),
+              h("button", { type: "button", class: "button small danger-outline", onclick: () => revoke(ctx, key).then((done) => done && refresh()), "aria-label": `Revoke ${key.name}` }, "Revoke"),
+            ]
+          : null,
+      ),
+    );
+  });
+  const filtered = Object.entries(query).some(([k, v]) => v && k !== "take" && k !== "start_with");
+  const table = keys.length
+    ? h(
+        "div",
+        { class: "table-wrap" },
+        h(
+          "table",
+          { class: "data keys" },
+          h("caption", { class: "visually-hidden" }, me.isAdmin ? "The tenant's API keys" : "Your API keys"),
+          h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, rows),
+        ),
+      )
+    : h("p", { class: "empty" }, filtered ? "No key matches these filters." : "No keys yet.");
+
+  // Paging ------------------------------------------------------------------
+  const onPage = query.start_with ? Math.max(pages.cursors.length, 1) : 0;
+  const pager = h(
+    "nav",
+    { class: "pager", "aria-label": "Pages" },
+    h(
+      "button",
+      {
+        type: "button",
+        class: "button subtle",
+        disabled: !query.start_with,
+        onclick: () => {
+          const previous = pages.cursors.pop();
+          ctx.go("keys", { ...query, start_with: previous });
+        },
+      },
+      "← Previous",
+    ),
+    h("span", { class: "muted" }, `Page ${onPage + 1}`),
+    h(
+      "button",
+      {
+        type: "button",
+        class: "button subtle",
+        disabled: !hasNext,
+        onclick: () => {
+          pages.cursors.push(query.start_with || "");
+          ctx.go("keys", { ...query, start_with: keys[keys.length - 1].id });
+        },
+      },
+      "Next →",
+    ),
+  );
+
+  replace(
+    view,
+    h(
+      "div",
+      { class: "view-head" },
+      h("h1", { id: "keys-title" }, me.isAdmin ? "API keys" : "Your API keys"),
+      me.canManageKeys
+        ? h("button", { type: "button", class: "button primary", onclick: () => create(ctx).then((done) => done && refresh()) }, "New key")
+        : null,
+    ),
+    me.canManageKeys ? null : notice("info", "This key lacks the user_key_management scope: it can list keys but not change them."),
+    filterForm,
+    status,
+    table,
+    keys.length || query.start_with ? pager : null,
+    h("p", { class: "footnote muted" }, "Revoked keys are not listed. Times are UTC. Renaming a key needs an API call keyward does not offer yet."),
+  );
+  return view;
+}
+
+/** The secret of a new key, shown this once. */
+function showSecret(title, created) {
+  return modal(
+    title,
+    (close) => {
+      const secret = h("input", { type: "text", readonly: true, value: created.key, class: "secret", spellcheck: "false", "data-secret": "" });
+      const copied = h("span", { class: "muted", role: "status" });
+      return h(
+        "div",
+        {},
+        notice("warning", h("strong", {}, "Copy this key now. "), "It is not stored and will never be shown again: if it is lost, revoke it and make another."),
+        field(`Secret of “${created.name}”`, secret),
+        h(
+          "div",
+          { class: "actions" },
+          copied,
+          h(
+            "button",
+            {
+              type: "button",
+              class: "button",
+              onclick: async () => {
+                try {
+                  await navigator.clipboard.writeText(created.key);
+                } catch {
+                  secret.select();
+                  document.execCommand("copy");
+                }
+                copied.textContent = "Copied.";
+              },
+            },
+            "Copy",
+          ),
+          h("button", { type: "button", class: "button primary", onclick: () => close(true) }, "Done"),
+        ),
+      );
+    },
+    { wide: true },
+  );
+}
+
+async function create(ctx) {
+  const me = ctx.me;
+  const users = [...(await ctx.users()).values()].filter((u) => u.active);
+  const created = await modal("New key", (close) => {
+    const name = h("input", { name: "name", required: true, minlength: 3, maxlength: 255, autocomplete: "off" });
+    const user = select(
+      users.map((u) => [u.id, u.name && u.name !== u.email ? `${u.email} (${u.name})` : u.email]),
+      me.user.id,
+      { name: "user", disabled: !me.isAdmin },
+    );
+    const expires = h("input", { type: "date", name: "expiration_date", required: true, min: utcDay(0), max: utcDay(3650), value: utcDay(90) });
+    const held = SCOPES.filter((s) => me.scopes.includes(s));
+    const scopeBoxes = held.map((s) => {
+      const box = h("input", { type: "checkbox", name: "scopes", value: s, checked: s === "public_api" });
+      return h("label", { class: "check" }, box, " ", s);
+    });
+    const error = h("div", { class: "form-error" });
+    const submit = h("button", { type: "submit", class: "button primary" }, "Create key");
+    return h(
+      "form",
+      {
+        onsubmit: async (event) => {
+          event.preventDefault();
+          const scopes = scopeBoxes.map((l) => l.querySelector("input")).filter((b) => b.checked).map((b) => b.value);
+          if (!scopes.length) {
+            replace(error, notice("error", "Choose at least one scope."));
+            return;
+          }
+          submit.disabled = true;
+          try {
+            close(
+              await call("POST", "/v1/user-api-keys", {
+                body: { name: name.value, user_id: user.value, expiration_date: expires.value, scopes },
+              }),
+            );
+          } catch (e) {
+            submit.disabled = false;
+            replace(error, ctx.failed(e));
+          }
+        },
+      },
+      field("Name", name, "3 to 255 characters, e.g. deploy-ci."),
+      field("User", user, me.isAdmin ? "Whose key it is; the key acts as that user." : "You can create keys for yourself."),
+      field("Expires on (UTC)", expires, "Its last valid day. The tenant's maximum lifetime applies (365 days unless changed)."),
+      h(
+        "fieldset",
+        { class: "field" },
+        h("legend", {}, "Scopes"),
+        h("div", { class: "checks" }, scopeBoxes),
+        h("small", { class: "hint" }, "Only scopes the key you signed in with holds."),
+      ),
+      error,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "button subtle", onclick: () => close(null) }, "Cancel"),
+        submit,
+      ),
+    );
+  });
+  if (!created) return false;
+  await showSecret("Key created", created);
+  toast(`Key “${created.name}” created.`);
+  return true;
+}
+
+async function rotate(ctx, key) {
+  const rotated = await modal(`Rotate “${key.name}”`, (close) => {
+    const grace = select(
+      [
+        ["0", "None: the old key stops now"],
+        ["3600", "1 hour"],
+        ["86400", "1 day"],
+        ["604800", "7 days"],
+      ],
+      "3600",
+      { name: "grace_seconds" },
+    );
+    const expires = h("input", { type: "date", name: "expiration_date", min: utcDay(0), max: utcDay(3650) });
+    const error = h("div", { class: "form-error" });
+    const submit = h("button", { type: "submit", class: "button primary" }, "Rotate key");
+    return h(
+      "form",
+      {
+        onsubmit: async (event) => {
+          event.preventDefault();
+          submit.disabled = true;
+          const body = { grace_seconds: Number(grace.value) };
+          if (expires.value) body.expiration_date = expires.value;
+          try {
+            close(await call("POST", `/v1/user-api-keys/${encodeURIComponent(key.id)}/rotate`, { body }));
+          } catch (e) {
+            submit.disabled = false;
+            replace(error, ctx.failed(e));
+          }
+        },
+      },
+      h("p", {}, "A new key with the same user, name and scopes replaces this one. Clients keep working with the old key during the grace period."),
+      field("Grace period", grace),
+      field("New expiry (UTC, optional)", expires, "Empty: the old key's, within the tenant's maximum lifetime."),
+      error,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "button subtle", onclick: () => close(null) }, "Cancel"),
+        submit,
+      ),
+    );
+  });
+  if (!rotated) return false;
+  await showSecret("Key rotated", rotated);
+  toast(`Key “${key.name}” rotated.`);
+  return true;
+}
+
+async function revoke(ctx, key) {
+  const sure = await confirmDialog(
+    `Revoke “${key.name}”?`,
+    "Every client using this key is refused from its next request on. This cannot be undone.",
+    "Revoke key",
+    { danger: true },
+  );
+  if (!sure) return false;
+  try {
+    await call("DELETE", `/v1/user-api-keys/${encodeURIComponent(key.id)}`);
+    toast(`Key “${key.name}” revoked.`);
+    return true;
+  } catch (e) {
+    const shown = ctx.failed(e);
+    if (shown) await modal("Not revoked", (close) => h("div", {}, shown, h("div", { class: "actions" }, h("button", { type: "button", class: "button", onclick: () => close() }, "Close"))));
+    return false;
+  }
+}

@@ -1,0 +1,351 @@
+// The console in a real browser: the release binary on a fresh SQLite
+// database, driven through headless Chromium (Debian's /usr/bin/chromium) with
+// playwright-core. Run it with `bash tests/browser/run`, which builds the binary
+// and installs what is missing.
+//
+// Environment: KEYWARD_BIN (default target/release/keyward), CHROMIUM (default
+// /usr/bin/chromium), KEYWARD_SCREENSHOTS (default target/console-screenshots).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const BIN = path.resolve(ROOT, process.env.KEYWARD_BIN || "target/release/keyward");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = path.resolve(ROOT, process.env.KEYWARD_SCREENSHOTS || "target/console-screenshots");
+const XSS = "<img src=x onerror=alert(1)>";
+
+let work;
+let env;
+let server;
+let serverLog = "";
+let browser;
+let page;
+let base;
+let admin; // { key, user_id }
+let dora; // a Default users member: { key }
+const requests = [];
+const problems = []; // page errors, console errors (CSP violations land here), dialogs
+
+function utcDay(days) {
+  const d = new Date();
+  d.setUTCDate(d.getUTCDate() + days);
+  return d.toISOString().slice(0, 10);
+}
+
+function cli(...args) {
+  const out = execFileSync(BIN, [...args, "--json"], { env, cwd: work, encoding: "utf8" });
+  return JSON.parse(out);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.on("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** The API as curl would call it. */
+async function api(method, urlPath, key, body) {
+  const headers = { tenant: "acme", "x-key": key };
+  if (body) headers["content-type"] = "application/json";
+  const res = await fetch(base + urlPath, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
+
+async function shot(name) {
+  // The passing notice would cover the page.
+  await page.evaluate(() => document.getElementById("toast").classList.remove("shown"));
+  await page.waitForTimeout(300); // its fade
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Waits until the page shows the route in the address bar. */
+async function settled() {
+  await page.waitForFunction(() => document.getElementById("main").dataset.view === location.hash);
+}
+
+async function heading(text) {
+  await page.getByRole("heading", { level: 1, name: text }).waitFor();
+}
+
+async function signIn(key) {
+  await page.goto(`${base}/console`);
+  await page.getByLabel("Tenant").fill("acme");
+  await page.getByLabel("API key").fill(key);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+function keyRows() {
+  return page.locator("table.keys tbody tr");
+}
+
+async function keyNames() {
+  await settled();
+  return keyRows().locator("td.name").allTextContents();
+}
+
+async function nav(name, title) {
+  await page.getByRole("navigation", { name: "Sections" }).getByRole("link", { name }).click();
+  await heading(title);
+  await settled();
+}
+
+before(async () => {
+  assert.ok(fs.existsSync(BIN), `${BIN} is missing: cargo build --release`);
+  fs.mkdirSync(SHOTS, { recursive: true });
+  work = fs.mkdtempSync(path.join(os.tmpdir(), "keyward-console-"));
+  env = { ...process.env, KEYWARD_DATABASE_URL: `sqlite://${work}/keyward.db`, KEYWARD_AUTH_FAILURES_PER_MINUTE: "0", RUST_LOG: "warn" };
+  for (const name of ["KEYWARD_TENANT", "KEYWARD_CONFIG", "KEYWARD_CORS_ORIGINS", "KEYWARD_BIND"]) delete env[name];
+
+  admin = cli("bootstrap", "--tenant", "acme", "--email", "admin@acme.test");
+  cli("user", "create", "--tenant", "acme", "--email", "dora@acme.test", "--name", "Dora");
+  dora = cli("key", "create", "--tenant", "acme", "--user", "dora@acme.test", "--name", "dora-laptop", "--scope", "public_api", "--scope", "user_key_management");
+  cli("key", "create", "--tenant", "acme", "--user", "admin@acme.test", "--name", XSS);
+  cli("key", "create", "--tenant", "acme", "--user", "admin@acme.test", "--name", "short-lived", "--expires", utcDay(5));
+
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(BIN, ["serve"], { env: { ...env, KEYWARD_BIND: `127.0.0.1:${port}` }, cwd: work, stdio: ["ignore", "ignore", "pipe"] });
+  server.stderr.on("data", (chunk) => (serverLog += chunk));
+  for (let i = 0; ; i++) {
+    const ready = await fetch(`${base}/readiness`).then((r) => r.ok, () => false);
+    if (ready) break;
+    if (server.exitCode !== null || i > 100) throw new Error(`keyward did not start:\n${serverLog}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: "light" });
+  context.on("request", (req) => requests.push(req.url()));
+  page = await context.newPage();
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+  page.on("dialog", (d) => {
+    problems.push(`dialog: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  page.setDefaultTimeout(10000);
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  if (server && server.exitCode === null) {
+    server.kill("SIGTERM");
+    await new Promise((resolve) => {
+      const force = setTimeout(() => server.kill("SIGKILL"), 5000);
+      server.once("exit", () => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+  if (work) fs.rmSync(work, { recursive: true, force: true });
+});
+
+test("a wrong key shows the API's own message", async () => {
+  await signIn("kw_not-a-key");
+  await page.getByRole("alert").filter({ hasText: "Invalid API key" }).waitFor();
+  await shot("01-sign-in-refused");
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+});
+
+test("the bootstrap key signs in; the key stays in sessionStorage only", async () => {
+  await signIn(admin.key);
+  await heading("Overview");
+  assert.match(page.url(), /\/console#\/overview$/);
+  const stored = await page.evaluate(() => ({ session: JSON.stringify(sessionStorage), local: localStorage.length, cookie: document.cookie }));
+  assert.ok(stored.session.includes(admin.key));
+  assert.equal(stored.local, 0);
+  assert.equal(stored.cookie, "");
+  const counts = await page.locator(".card .count").allTextContents();
+  // Active, expired, expiring within 30 days, unused for 90 days (the bootstrap
+  // key's use may or may not have been written yet).
+  assert.deepEqual(counts.slice(0, 3), ["4", "0", "1"]);
+  assert.ok(["3", "4"].includes(counts[3]), counts[3]);
+  await shot("02-overview");
+  await page.locator(".card", { hasText: "Expiring within 30 days" }).getByRole("link").click();
+  await heading("API keys");
+  assert.deepEqual(await keyNames(), ["short-lived"]);
+});
+
+let secret;
+let secretId;
+
+test("a new key's secret is shown once, and works", async () => {
+  await nav("Keys", "API keys");
+  await page.getByRole("button", { name: "New key" }).click();
+  const dialog = page.getByRole("dialog", { name: "New key" });
+  await dialog.getByLabel("Name").fill("ci-deploy");
+  await dialog.getByLabel("user_key_management").check();
+  await dialog.getByRole("button", { name: "Create key" }).click();
+  const shown = page.getByRole("dialog", { name: "Key created" });
+  await shown.getByText("will never be shown again").waitFor();
+  secret = await shown.locator("input[data-secret]").inputValue();
+  assert.match(secret, /^kw_[0-9A-Za-z]{38}$/);
+  await shot("03-key-created");
+  await shown.getByRole("button", { name: "Done" }).click();
+  await page.locator("table.keys td.name", { hasText: "ci-deploy" }).waitFor();
+  secretId = await page.locator("tr", { hasText: "ci-deploy" }).getAttribute("data-key-id");
+
+  // Gone after a reload, still signed in.
+  await page.reload();
+  await heading("API keys");
+  await page.locator("table.keys td.name", { hasText: "ci-deploy" }).waitFor();
+  const everything = await page.evaluate(() => document.documentElement.outerHTML + [...document.querySelectorAll("input")].map((i) => i.value).join(" "));
+  assert.ok(!everything.includes(secret), "the secret is shown again");
+
+  // curl-like: the secret authenticates.
+  const reply = await api("GET", `/v1/user-api-keys/${secretId}`, secret);
+  assert.equal(reply.status, 200, JSON.stringify(reply.body));
+  assert.equal(reply.body.name, "ci-deploy");
+  assert.deepEqual(reply.body.scopes, ["public_api", "user_key_management"]);
+});
+
+test("revoking asks first, then the key stops working", async () => {
+  const row = page.locator("tr", { hasText: "ci-deploy" });
+  await row.getByRole("button", { name: "Revoke ci-deploy" }).click();
+  const confirm = page.getByRole("dialog", { name: "Revoke “ci-deploy”?" });
+  await shot("04-revoke-confirm");
+  await confirm.getByRole("button", { name: "Cancel" }).click();
+  assert.equal((await api("GET", `/v1/user-api-keys/${secretId}`, secret)).status, 200);
+
+  await row.getByRole("button", { name: "Revoke ci-deploy" }).click();
+  await confirm.getByRole("button", { name: "Revoke key" }).click();
+  await page.locator("tr", { hasText: "ci-deploy" }).waitFor({ state: "detached" });
+  const reply = await api("GET", `/v1/user-api-keys/${secretId}`, secret);
+  assert.equal(reply.status, 401);
+  assert.deepEqual(reply.body.errors, { "x-key": ["Invalid API key"] });
+});
+
+test("filters narrow the table through the API's own parameters", async () => {
+  await nav("Keys", "API keys");
+  assert.deepEqual(await keyNames(), ["bootstrap", "dora-laptop", XSS, "short-lived"]);
+  await page.getByLabel("Expires before").fill(utcDay(10));
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.waitForURL(/expires_before=/);
+  assert.deepEqual(await keyNames(), ["short-lived"]);
+  await page.getByRole("button", { name: "Clear" }).click();
+  await page.waitForURL(/#\/keys$/);
+  await settled();
+  await page.getByLabel("State").selectOption("expired");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.waitForURL(/state=expired/);
+  await settled();
+  await page.getByText("No key matches these filters.").waitFor();
+  await page.getByLabel("State").selectOption("active");
+  await page.getByLabel("Per page").selectOption("25");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.waitForURL(/state=active/);
+  assert.equal((await keyNames()).length, 4);
+  await page.getByRole("button", { name: "Clear" }).click();
+  await page.waitForURL(/#\/keys$/);
+  assert.equal((await keyNames()).length, 4);
+  await shot("05-keys");
+});
+
+test("a key named like markup shows those characters", async () => {
+  const cell = page.locator("table.keys td.name", { hasText: "onerror" });
+  assert.equal(await cell.textContent(), XSS);
+  assert.equal(await page.locator("table.keys img").count(), 0);
+  assert.ok(!problems.some((p) => p.startsWith("dialog")), problems.join("\n"));
+});
+
+test("an administrator creates and deactivates a user; the last admin is protected", async () => {
+  await nav("Users", "Users");
+  await page.getByRole("button", { name: "New user" }).click();
+  const dialog = page.getByRole("dialog", { name: "New user" });
+  await dialog.getByLabel("Email").fill("erin@acme.test");
+  await dialog.getByLabel("Name").fill("Erin");
+  await dialog.getByRole("button", { name: "Create user" }).click();
+  const row = page.locator("tr", { hasText: "erin@acme.test" });
+  await row.waitFor();
+  await row.getByRole("button", { name: "Deactivate erin@acme.test" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Deactivate" }).click();
+  await page.locator("tr", { hasText: "erin@acme.test" }).getByText("Deactivated").waitFor();
+  await page.locator("tr", { hasText: "erin@acme.test" }).getByRole("button", { name: "Reactivate erin@acme.test" }).waitFor();
+
+  await page.locator("tr", { hasText: "admin@acme.test" }).getByRole("button", { name: "Deactivate admin@acme.test" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Deactivate" }).click();
+  await page.getByRole("alert").filter({ hasText: "last active administrator" }).waitFor();
+  await shot("06-users");
+  const users = await api("GET", "/v1/users", admin.key);
+  const erin = users.body.users.find((u) => u.email === "erin@acme.test");
+  assert.equal(erin.active, false);
+  assert.equal(users.body.users.find((u) => u.email === "admin@acme.test").active, true);
+});
+
+test("the audit log shows the changes, filtered by user", async () => {
+  await nav("Audit log", "Audit log");
+  const actions = await page.locator("table.audit tbody tr td:nth-child(2)").allTextContents();
+  for (const action of ["Key created", "Key revoked", "User created", "User deactivated"]) {
+    assert.ok(actions.includes(action), `${action} in ${actions}`);
+  }
+  await page.getByLabel("User").selectOption({ label: "erin@acme.test" });
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.waitForURL(/user_id=/);
+  await settled();
+  assert.deepEqual(await page.locator("table.audit tbody tr td:nth-child(2)").allTextContents(), ["User created", "User deactivated"]);
+  await shot("07-audit");
+});
+
+test("sign out forgets the key; someone else sees only their own keys", async () => {
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+
+  await signIn(dora.key);
+  await heading("Your API keys");
+  assert.deepEqual(await keyNames(), ["dora-laptop"]);
+  assert.deepEqual(await keyRows().locator("td:nth-child(2)").allTextContents(), ["dora@acme.test"]);
+  const sections = await page.getByRole("navigation", { name: "Sections" }).getByRole("link").allTextContents();
+  assert.deepEqual(sections, ["Overview", "Keys"]);
+  await shot("08-keys-own");
+
+  // A phone.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.reload();
+  await heading("Your API keys");
+  await shot("09-keys-phone");
+  await page.setViewportSize({ width: 1280, height: 800 });
+});
+
+test("keyboard: the sign-in form and the dialogs work without a mouse", async () => {
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("Tenant").waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.name), "tenant");
+  await page.keyboard.type("acme");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(admin.key);
+  await page.keyboard.press("Enter");
+  await heading("Overview");
+  await nav("Keys", "API keys");
+  await page.getByRole("button", { name: "New key" }).focus();
+  await page.keyboard.press("Enter");
+  const dialog = page.getByRole("dialog", { name: "New key" });
+  await dialog.waitFor();
+  await page.keyboard.press("Escape");
+  await dialog.waitFor({ state: "detached" });
+});
+
+test("no request left the origin, and the page reported no error", async () => {
+  assert.ok(requests.length > 10);
+  const foreign = requests.filter((u) => new URL(u).origin !== base);
+  assert.deepEqual(foreign, []);
+  assert.deepEqual(problems.filter((p) => !p.includes("401") && !p.includes("403") && !p.includes("409")), []);
+});
