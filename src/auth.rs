@@ -5,6 +5,7 @@
 //! found in *this* tenant, not revoked, user active, not expired.
 
 pub mod cache;
+pub mod client_ip;
 pub mod secret;
 
 use actix_web::http::header::HeaderMap;
@@ -30,10 +31,19 @@ pub struct Caller {
     pub user_id: String,
     pub roles: Vec<String>,
     pub key_id: String,
+    pub key_name: String,
+    pub key_expires_at: DateTime<Utc>,
+    /// The key's metadata, as verification (`/v1/auth`) answers it. Always empty
+    /// until keys carry metadata: `authenticate` is where it will be read.
+    pub key_meta: KeyMeta,
     pub scopes: Vec<Scope>,
     /// Where the request came from, for the audit log.
     pub origin: Origin,
 }
+
+/// A key's metadata: a JSON object, shared by the cached authentication and
+/// every caller made from it.
+pub type KeyMeta = std::sync::Arc<serde_json::Map<String, serde_json::Value>>;
 
 /// The request a caller made: its id and the client's address.
 #[derive(Debug, Clone, Default)]
@@ -186,6 +196,7 @@ pub fn authenticate(
         String,
         String,
         String,
+        String,
         NaiveDateTime,
         Option<NaiveDateTime>,
         String,
@@ -202,6 +213,7 @@ pub fn authenticate(
         .select((
             api_keys::id,
             api_keys::user_id,
+            api_keys::name,
             api_keys::scopes,
             api_keys::expires_at,
             api_keys::revoked_at,
@@ -210,7 +222,7 @@ pub fn authenticate(
         ))
         .first(conn)
         .optional()?;
-    let (key_id, user_id, scopes, expires_at, revoked_at, roles, active) =
+    let (key_id, user_id, key_name, scopes, expires_at, revoked_at, roles, active) =
         row.ok_or(Error::KeyInvalid)?;
     if !active {
         return Err(Error::KeyInvalid);
@@ -221,10 +233,12 @@ pub fn authenticate(
             user_id,
             roles: decode_roles(&roles),
             key_id,
+            key_name,
+            key_expires_at: expires_at.and_utc(),
+            key_meta: KeyMeta::default(),
             scopes: decode_scopes(&scopes),
             origin: Origin::default(),
         },
-        expires_at: expires_at.and_utc(),
         revoked_at: revoked_at.map(|at| at.and_utc()),
     };
     authenticated.at(now)?;
@@ -269,7 +283,13 @@ impl FromRequest for Caller {
         let credentials = state
             .as_ref()
             .map(|state| Credentials::from_headers(req.headers(), state.settings.pinned_tenant()));
-        let peer = req.peer_addr().map(|addr| addr.ip());
+        let peer = state.as_ref().and_then(|state| {
+            client_ip::client_address(
+                req.peer_addr().map(|addr| addr.ip()),
+                req.headers(),
+                &state.settings.trusted_proxies,
+            )
+        });
         let origin = Origin {
             request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
             ip: peer.map(|ip| ip.to_string()),

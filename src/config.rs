@@ -20,6 +20,27 @@ pub struct Settings {
     pub key_prefix: String,
     pub pool_size: u32,
     pub auth_failures_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` / `X-Real-IP` name the client (`auth::client_ip`).
+    #[serde(default, deserialize_with = "trusted_proxies")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// Comma-separated CIDRs (as `KEYWARD_TRUSTED_PROXIES` gives them), or a TOML array.
+fn trusted_proxies<'de, D>(deserializer: D) -> Result<Vec<ipnet::IpNet>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Text(String),
+        Items(Vec<String>),
+    }
+    let text = match List::deserialize(deserializer)? {
+        List::Text(text) => text,
+        List::Items(items) => items.join(","),
+    };
+    crate::auth::client_ip::parse_trusted(&text).map_err(serde::de::Error::custom)
 }
 
 impl Settings {
@@ -134,5 +155,23 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.key_prefix, "kw");
         assert_eq!(s.pinned_tenant(), None);
+        assert!(s.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_and_a_bad_one_is_an_error() {
+        let load = |value: &str| {
+            config::Config::builder()
+                .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+                .set_override("trusted_proxies", value)
+                .unwrap()
+                .build()
+                .unwrap()
+                .try_deserialize::<Settings>()
+        };
+        let s = load("127.0.0.0/8, 2001:db8::/32").unwrap();
+        assert_eq!(s.trusted_proxies.len(), 2);
+        let e = load("127.0.0.0/8,nope").unwrap_err().to_string();
+        assert!(e.contains("\"nope\" is not a CIDR"), "{e}");
     }
 }

@@ -24,11 +24,11 @@ pub const TTL: TimeDelta = TimeDelta::seconds(1);
 /// Past this many entries, expired ones are swept before inserting.
 const SWEEP_ABOVE: usize = 50_000;
 
-/// A successful authentication and what must be re-checked on each use.
+/// A successful authentication and what must be re-checked on each use (the
+/// caller's `key_expires_at`, and `revoked_at`).
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub caller: Caller,
-    pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -38,7 +38,7 @@ impl Authenticated {
         if self.revoked_at.is_some_and(|at| at <= now) {
             return Err(Error::KeyInvalid);
         }
-        if now >= self.expires_at {
+        if now >= self.caller.key_expires_at {
             return Err(Error::KeyExpired);
         }
         Ok(self.caller.clone())
@@ -144,14 +144,13 @@ mod tests {
             user_id: "u".into(),
             roles: vec![],
             key_id: "k".into(),
+            key_name: "key".into(),
+            key_expires_at: expires_at,
+            key_meta: Default::default(),
             scopes: vec![],
             origin: Origin::default(),
         };
-        Authenticated {
-            caller,
-            expires_at,
-            revoked_at,
-        }
+        Authenticated { caller, revoked_at }
     }
 
     #[test]
