@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod keys;
 pub mod users;
+pub mod verify;
 
 use std::borrow::Cow;
 
@@ -16,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     keys::configure(cfg);
     users::configure(cfg);
     audit::configure(cfg);
+    verify::configure(cfg);
 }
 
 /// Titles and `type` links clients see; 400 and 401 share ASP.NET's validation title.

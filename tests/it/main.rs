@@ -13,3 +13,4 @@ mod openapi;
 mod operability;
 mod ops;
 mod v1_keys;
+mod verify;
