@@ -1,5 +1,6 @@
--- wrk script for bench/run: the hot path, authenticated
---   GET /v1/user-api-keys?UserId=<the caller itself>
+-- wrk script for bench/run: a hot path, authenticated, chosen by $BENCH_PATH:
+--   list    GET /v1/user-api-keys?UserId=<the caller itself>   (the default)
+--   verify  GET /v1/auth                                        (verification)
 -- spread over every caller key in the file named by $BENCH_CALLERS (lines
 -- "tenant<TAB>user_id<TAB>secret", written by bench/seed.py).
 --
@@ -36,9 +37,10 @@ function setup(thread)
 end
 
 function init(args)
+  local verify = os.getenv("BENCH_PATH") == "verify"
   for _, c in ipairs(load_callers()) do
-    requests[#requests + 1] = wrk.format("GET", "/v1/user-api-keys?UserId=" .. c.user_id,
-      { ["tenant"] = c.tenant, ["x-key"] = c.secret })
+    local path = verify and "/v1/auth" or ("/v1/user-api-keys?UserId=" .. c.user_id)
+    requests[#requests + 1] = wrk.format("GET", path, { ["tenant"] = c.tenant, ["x-key"] = c.secret })
   end
   next_request = ((thread_number or 0) * 7919) % #requests + 1
 end

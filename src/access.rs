@@ -3,6 +3,8 @@
 //! `auth` builds a [`Caller`] from a request; the core's functions take one and
 //! ask it the questions below. Nothing here knows about HTTP.
 
+use chrono::{DateTime, Utc};
+
 use crate::error::Error;
 use crate::keys::Scope;
 use crate::tenants::Tenant;
@@ -15,10 +17,19 @@ pub struct Caller {
     pub user_id: String,
     pub roles: Vec<String>,
     pub key_id: String,
+    pub key_name: String,
+    /// The first instant the key no longer works.
+    pub key_expires_at: DateTime<Utc>,
+    /// The key's metadata, shared by the cached authentication and every
+    /// caller made from it.
+    pub key_meta: KeyMeta,
     pub scopes: Vec<Scope>,
     /// Where the request came from, for the audit log.
     pub origin: Origin,
 }
+
+/// A key's metadata as a caller carries it.
+pub type KeyMeta = std::sync::Arc<serde_json::Map<String, serde_json::Value>>;
 
 /// The request a caller made: its id and the client's address.
 #[derive(Debug, Clone, Default)]

@@ -5,6 +5,7 @@
 //! found in *this* tenant, not revoked, user active, not expired.
 
 pub mod cache;
+pub mod client_ip;
 
 use actix_web::http::header::HeaderMap;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
@@ -148,12 +149,16 @@ pub fn authenticate(
     let credential =
         keys::find_for_authentication(conn, &tenant.id, hash)?.ok_or(Error::KeyInvalid)?;
     credential.check(now)?;
+    let key = &credential.key;
     let caller = Caller {
         tenant,
-        user_id: credential.key.user_id.clone(),
+        user_id: key.user_id.clone(),
         roles: credential.roles.clone(),
-        key_id: credential.key.id.clone(),
-        scopes: credential.key.scopes.clone(),
+        key_id: key.id.clone(),
+        key_name: key.name.clone(),
+        key_expires_at: key.expires_at,
+        key_meta: std::sync::Arc::new(key.meta.as_map().clone()),
+        scopes: key.scopes.clone(),
         origin: Origin::default(),
     };
     Ok(Authenticated { caller, credential })
@@ -202,7 +207,13 @@ impl FromRequest for Caller {
         let credentials = state
             .as_ref()
             .map(|state| Credentials::from_headers(req.headers(), state.settings.pinned_tenant()));
-        let peer = req.peer_addr().map(|addr| addr.ip());
+        let peer = state.as_ref().and_then(|state| {
+            client_ip::client_address(
+                req.peer_addr().map(|addr| addr.ip()),
+                req.headers(),
+                &state.settings.trusted_proxies,
+            )
+        });
         let origin = Origin {
             request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
             ip: peer.map(|ip| ip.to_string()),

@@ -25,6 +25,9 @@ pub struct Settings {
     /// string (as `KEYWARD_CORS_ORIGINS` gives it) or a list.
     #[serde(default, deserialize_with = "comma_separated")]
     pub cors_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` / `X-Real-IP` name the client (`auth::client_ip`).
+    #[serde(default, deserialize_with = "trusted_proxies")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Accepts `"a, b"` as well as `["a", "b"]`; blank items are dropped.
@@ -55,6 +58,12 @@ fn valid_origin(origin: &str) -> bool {
     matches!(scheme, "http" | "https")
         && !rest.is_empty()
         && !rest.contains(['/', '?', '#', '@', ' '])
+}
+
+/// Comma-separated CIDRs (as `KEYWARD_TRUSTED_PROXIES` gives them), or a TOML array.
+fn trusted_proxies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let items = comma_separated(d)?;
+    crate::auth::client_ip::parse_trusted(&items.join(",")).map_err(serde::de::Error::custom)
 }
 
 impl Settings {
@@ -175,6 +184,7 @@ mod tests {
         assert_eq!(s.key_prefix, "kw");
         assert_eq!(s.pinned_tenant(), None);
         assert!(s.cors_origins.is_empty());
+        assert!(s.trusted_proxies.is_empty());
     }
 
     #[test]
@@ -205,5 +215,22 @@ mod tests {
         ] {
             assert!(load(&format!("cors_origins = {bad:?}")).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_and_a_bad_one_is_an_error() {
+        let load = |value: &str| {
+            config::Config::builder()
+                .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+                .set_override("trusted_proxies", value)
+                .unwrap()
+                .build()
+                .unwrap()
+                .try_deserialize::<Settings>()
+        };
+        let s = load("127.0.0.0/8, 2001:db8::/32").unwrap();
+        assert_eq!(s.trusted_proxies.len(), 2);
+        let e = load("127.0.0.0/8,nope").unwrap_err().to_string();
+        assert!(e.contains("\"nope\" is not a CIDR"), "{e}");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue, ALLOW, CONTENT_LENGTH, RETRY_AFTER};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
@@ -81,13 +81,17 @@ pub async fn middleware(
         .map_or_else(new_request_id, str::to_owned);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let dialect = Dialect::of(req.path());
+    // Verification never reads the body, so its size is no reason to refuse it;
+    // nor is it a write, whatever its method.
+    let verification = super::v1::verify::is_verification(req.path());
 
     let declared_length = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut res = if declared_length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    let too_large = declared_length.is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    let mut res = if too_large && !verification {
         req.error_response(Error::PayloadTooLarge)
     } else {
         next.call(req).await?.map_into_boxed_body()
@@ -120,8 +124,14 @@ pub async fn middleware(
                     .unwrap_or("unmatched")
             );
         }
-        // actix's 405 names the allowed methods; keep that across the re-render.
-        let allow = res.headers().get(ALLOW).cloned();
+        // Only the body is the dialect's: headers the handler or actix set
+        // (405's `Allow`, `WWW-Authenticate`, `Cache-Control`) are kept.
+        let kept: Vec<_> = res
+            .headers()
+            .iter()
+            .filter(|(name, _)| **name != CONTENT_TYPE && **name != CONTENT_LENGTH)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
         let mut rendered = dialect.render(error, &request_id);
         if let Error::RateLimited { retry_after_secs } = error {
             rendered
@@ -129,8 +139,8 @@ pub async fn middleware(
                 .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         res = res.into_response(rendered);
-        if let Some(allow) = allow {
-            res.headers_mut().insert(ALLOW, allow);
+        for (name, value) in kept {
+            res.headers_mut().append(name, value);
         }
     }
 
@@ -141,10 +151,11 @@ pub async fn middleware(
     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
         // A successful write may revoke a key or deactivate a user: the next
         // request must not be answered from a cached authentication.
-        let read_only = matches!(
-            *res.request().method(),
-            Method::GET | Method::HEAD | Method::OPTIONS
-        );
+        let read_only = verification
+            || matches!(
+                *res.request().method(),
+                Method::GET | Method::HEAD | Method::OPTIONS
+            );
         if !read_only && res.status().is_success() {
             state.auth_cache.clear();
         }

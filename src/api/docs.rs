@@ -26,6 +26,7 @@ use utoipa_swagger_ui::Config;
 
 use super::context::Dialect;
 use crate::api::v1::keys::OptionalRotationBody;
+use crate::api::v1::verify::EveryMethod;
 use crate::error::Error;
 use crate::keys::Scope;
 
@@ -59,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::api::v1::users::update,
         crate::api::v1::users::deactivate,
         crate::api::v1::audit::list,
+        crate::api::v1::verify::verify,
         crate::api::estuary::list,
         crate::api::estuary::create,
         crate::api::estuary::revoke,
@@ -68,11 +70,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::api::ops::readiness,
     ),
     components(schemas(ProblemDetails, crate::api::estuary::ErrorEnvelope)),
-    modifiers(&Conventions, &OptionalRotationBody),
+    modifiers(&Conventions, &OptionalRotationBody, &EveryMethod),
     tags(
         (name = "keys", description = "BlueDolphin: users' API keys"),
         (name = "users", description = "BlueDolphin: user administration"),
         (name = "audit", description = "BlueDolphin: the tenant's audit log"),
+        (name = "verification", description = "Keys that protect the tenant's own services"),
         (name = "estuary", description = "Estuary: the calling key's own user"),
         (name = "operations", description = "Probes; no credentials"),
     ),

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod keys;
 pub mod users;
+pub mod verify;
 
 use std::borrow::Cow;
 
@@ -18,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     keys::configure(cfg);
     users::configure(cfg);
     audit::configure(cfg);
+    verify::configure(cfg);
 }
 
 /// The answer of a revocation or deactivation.

@@ -187,6 +187,9 @@ mod tests {
             user_id: "u".into(),
             roles: vec![],
             key_id: "k".into(),
+            key_name: "key".into(),
+            key_expires_at: expires_at,
+            key_meta: Default::default(),
             scopes: vec![],
             origin: Origin::default(),
         };

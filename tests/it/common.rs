@@ -76,6 +76,7 @@ pub fn settings(database_url: &str) -> Settings {
         pool_size: 4,
         auth_failures_per_minute: 0,
         cors_origins: Vec::new(),
+        trusted_proxies: Vec::new(),
     }
 }
 

@@ -19,3 +19,4 @@ mod ops;
 mod races;
 mod strict;
 mod v1_keys;
+mod verify;

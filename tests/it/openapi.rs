@@ -21,6 +21,13 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("patch", "/v1/users/{id}"),
     ("delete", "/v1/users/{id}"),
     ("get", "/v1/audit-events"),
+    ("get", "/v1/auth"),
+    ("head", "/v1/auth"),
+    ("post", "/v1/auth"),
+    ("put", "/v1/auth"),
+    ("patch", "/v1/auth"),
+    ("delete", "/v1/auth"),
+    ("options", "/v1/auth"),
     ("get", "/user/api-keys"),
     ("post", "/user/api-keys"),
     ("delete", "/user/api-keys/{key_or_hash}"),
@@ -105,6 +112,8 @@ async fn query_parameters_are_documented() {
             &["user_id", "take", "start_with"],
         ),
         ("post", "/user/api-keys", &["expiry", "perms", "label"]),
+        ("get", "/v1/auth", &["scope"]),
+        ("head", "/v1/auth", &["scope"]),
     ];
     for (method, path, names) in expected {
         let documented = parameter_names(operation(&doc, method, path));

@@ -1,0 +1,366 @@
+//! `/v1/auth`: is this key good, whose is it, may it do this? Asked by reverse
+//! proxies (nginx `auth_request`, Caddy `forward_auth`, Traefik, Envoy) and by
+//! services, on every request of the tenant's own APIs (API.md section 8).
+//!
+//! - Any of the seven usual methods, any path below `/v1/auth`; the body is
+//!   never read (the 64 KiB limit does not apply, see `api::context`).
+//! - Order: 401 (authentication, and 429 before it when throttled), then 400
+//!   for an unknown `scope`, then 403 for a missing one. So a caller that
+//!   cannot authenticate learns nothing about the scope names it sends.
+//! - Every answer carries `Cache-Control: no-store`; a 401 carries
+//!   `WWW-Authenticate`. The error bodies are the middleware's problem details.
+//! - The hot path: a cached authentication does no database work, the answer
+//!   is serialized straight from the caller, and no header value is copied twice.
+
+use std::fmt;
+
+use actix_web::http::header::{
+    HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::PathItem;
+use utoipa::{Modify, ToSchema};
+
+use crate::access::Caller;
+use crate::error::Error;
+use crate::keys::Scope;
+
+/// The methods a proxy may forward; anything else is 405.
+const METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+const ALLOWED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+pub const TENANT: HeaderName = HeaderName::from_static("x-keyward-tenant");
+pub const USER_ID: HeaderName = HeaderName::from_static("x-keyward-user-id");
+pub const KEY_ID: HeaderName = HeaderName::from_static("x-keyward-key-id");
+pub const SCOPES: HeaderName = HeaderName::from_static("x-keyward-scopes");
+pub const ROLES: HeaderName = HeaderName::from_static("x-keyward-roles");
+
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const CHALLENGE: HeaderValue = HeaderValue::from_static("Bearer realm=\"keyward\"");
+
+/// The message of a `scope` that names no scope.
+pub const SCOPE_UNKNOWN: &str =
+    "Each scope must be one of: public_api, user_key_management, user_management.";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for pattern in ["/v1/auth", "/v1/auth/{path:.*}"] {
+        let resource = METHODS.iter().fold(web::resource(pattern), |resource, m| {
+            resource.route(web::method(m.clone()).to(verify))
+        });
+        cfg.service(resource.default_service(web::to(method_not_allowed)));
+    }
+}
+
+/// Whether `path` (as received, before normalization) is answered by [`verify`].
+pub fn is_verification(path: &str) -> bool {
+    path.strip_prefix("/v1/auth")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The 200 answer: who the key belongs to and what it may do.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Verification)]
+pub struct Verification<'a> {
+    /// The tenant's name.
+    tenant: &'a str,
+    #[schema(format = Uuid)]
+    user_id: &'a str,
+    #[schema(format = Uuid)]
+    key_id: &'a str,
+    key_name: &'a str,
+    /// All the key's scopes, not only the required ones.
+    scopes: &'a [Scope],
+    /// The user's roles.
+    roles: &'a [String],
+    /// When the key stops working (RFC 3339, UTC).
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: DateTime<Utc>,
+    /// The key's metadata (`{}` when none).
+    #[schema(value_type = Object)]
+    meta: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> From<&'a Caller> for Verification<'a> {
+    fn from(caller: &'a Caller) -> Self {
+        Self {
+            tenant: &caller.tenant.name,
+            user_id: &caller.user_id,
+            key_id: &caller.key_id,
+            key_name: &caller.key_name,
+            scopes: &caller.scopes,
+            roles: &caller.roles,
+            expires_at: caller.key_expires_at,
+            meta: &caller.key_meta,
+        }
+    }
+}
+
+/// Checks the key against the `scope` query (default `public_api`).
+///
+/// Also answers `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE` and `OPTIONS` (without
+/// a body for `HEAD`), and any path below `/v1/auth` (`/v1/auth/orders/42`), for
+/// proxies that forward the original method or path. A request body is ignored.
+#[utoipa::path(
+    get,
+    path = "/v1/auth",
+    operation_id = "verifyKey",
+    tag = "verification",
+    params(
+        ("scope" = Option<Vec<Scope>>, Query, style = Form, explode,
+            description = "Scopes the key must all hold: repeated (`scope=a&scope=b`) or \
+                comma-separated (`scope=a,b`). Default `public_api`."),
+    ),
+    responses(
+        (status = 200, description = "The key authenticates and holds every required scope.",
+            body = Verification,
+            headers(
+                ("X-Keyward-Tenant" = String, description = "The tenant's name."),
+                ("X-Keyward-User-Id" = String, description = "The key's user."),
+                ("X-Keyward-Key-Id" = String, description = "The key."),
+                ("X-Keyward-Scopes" = String, description = "The key's scopes, comma-separated."),
+                ("X-Keyward-Roles" = String, description = "The user's roles, comma-separated."),
+                ("Cache-Control" = String, description = "`no-store`, on every answer."),
+            )),
+        (status = 400, description = "`scope` names an unknown scope."),
+        (status = 401, description = "As every endpoint's 401, with `WWW-Authenticate: Bearer \
+            realm=\"keyward\"`.",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"keyward\"`."))),
+        (status = 403, description = "The key lacks a required scope; `title` names it."),
+        (status = 429),
+        (status = 503),
+    ),
+)]
+pub async fn verify(req: HttpRequest, caller: Result<Caller, Error>) -> HttpResponse {
+    match caller.and_then(|caller| authorize(&req, caller)) {
+        Ok(caller) => answer(&req, &caller).unwrap_or_else(refusal),
+        Err(error) => refusal(error),
+    }
+}
+
+/// 400 for an unknown scope, then 403 naming the first missing one.
+fn authorize(req: &HttpRequest, caller: Caller) -> Result<Caller, Error> {
+    for scope in required_scopes(req.query_string())? {
+        caller.require_scope(scope)?;
+    }
+    Ok(caller)
+}
+
+/// The scopes `scope` names (names case-insensitive, as every query
+/// parameter's), in [`Scope::ALL`]'s order; `public_api` when none.
+fn required_scopes(query: &str) -> Result<impl Iterator<Item = Scope>, Error> {
+    let mut required = [false; Scope::ALL.len()];
+    if !query.is_empty() {
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if !name.eq_ignore_ascii_case("scope") {
+                continue;
+            }
+            for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let scope =
+                    Scope::parse(item).ok_or_else(|| Error::invalid("scope", SCOPE_UNKNOWN))?;
+                required[scope as usize] = true;
+            }
+        }
+    }
+    if !required.contains(&true) {
+        required[Scope::PublicApi as usize] = true;
+    }
+    Ok(Scope::ALL
+        .into_iter()
+        .filter(move |s| required[*s as usize]))
+}
+
+fn answer(req: &HttpRequest, caller: &Caller) -> Result<HttpResponse, Error> {
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((CACHE_CONTROL, NO_STORE))
+        .insert_header((TENANT, header_value(&caller.tenant.name)?))
+        .insert_header((USER_ID, header_value(&caller.user_id)?))
+        .insert_header((KEY_ID, header_value(&caller.key_id)?))
+        .insert_header((SCOPES, joined(caller.scopes.iter().map(|s| s.as_str()))?))
+        .insert_header((ROLES, joined(caller.roles.iter().map(String::as_str))?))
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+    if req.method() == Method::HEAD {
+        return Ok(response.finish());
+    }
+    let mut body = Vec::with_capacity(512);
+    serde_json::to_writer(&mut body, &Verification::from(caller))
+        .map_err(|e| Error::Internal(format!("verification answer: {e}")))?;
+    Ok(response.body(body))
+}
+
+fn header_value(value: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(value).map_err(|_| Error::Internal("not a header value".into()))
+}
+
+/// `a,b,c` as one header value, built in the buffer the value then owns.
+fn joined<'a>(items: impl Iterator<Item = &'a str>) -> Result<HeaderValue, Error> {
+    let mut out = String::with_capacity(64);
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    HeaderValue::try_from(out).map_err(|_| Error::Internal("not a header value".into()))
+}
+
+/// An error answer: the middleware renders the body; these headers stay.
+fn refusal(error: Error) -> HttpResponse {
+    let unauthorized = error.status() == StatusCode::UNAUTHORIZED;
+    let mut response = HttpResponse::from_error(error);
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, NO_STORE);
+    if unauthorized {
+        headers.insert(WWW_AUTHENTICATE, CHALLENGE);
+    }
+    response
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    let mut response = refusal(Error::MethodNotAllowed);
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(ALLOWED));
+    response
+}
+
+/// `2026-07-15T00:00:00Z`, written straight into the JSON (no `String`), to the
+/// second like every instant of the API (see `api::timestamp`).
+fn rfc3339<S: Serializer>(t: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    struct Rfc3339<'a>(&'a DateTime<Utc>);
+    impl fmt::Display for Rfc3339<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            use chrono::{Datelike, Timelike};
+            let t = self.0;
+            write!(
+                f,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        }
+    }
+    serializer.collect_str(&Rfc3339(t))
+}
+
+/// The document shows [`verify`] under every method it answers, each with its
+/// own operation id; `HEAD`'s 200 without a body.
+pub struct EveryMethod;
+
+impl Modify for EveryMethod {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(item) = openapi.paths.paths.get_mut("/v1/auth") else {
+            return;
+        };
+        let Some(get) = item.get.clone() else {
+            return;
+        };
+        let copy = |suffix: &str| {
+            let mut operation = get.clone();
+            operation.operation_id = Some(format!("verifyKey{suffix}"));
+            operation
+        };
+        let mut head: Operation = copy("Head");
+        if let Some(utoipa::openapi::RefOr::T(ok)) = head.responses.responses.get_mut("200") {
+            ok.content.clear();
+        }
+        let PathItem {
+            head: h,
+            post,
+            put,
+            patch,
+            delete,
+            options,
+            ..
+        } = item;
+        *h = Some(head);
+        *post = Some(copy("Post"));
+        *put = Some(copy("Put"));
+        *patch = Some(copy("Patch"));
+        *delete = Some(copy("Delete"));
+        *options = Some(copy("Options"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn required(query: &str) -> Result<Vec<Scope>, Error> {
+        required_scopes(query).map(Iterator::collect)
+    }
+
+    #[test]
+    fn scopes_are_repeated_or_comma_separated_and_default_to_public_api() {
+        use Scope::*;
+        assert_eq!(required("").unwrap(), [PublicApi]);
+        assert_eq!(required("other=1").unwrap(), [PublicApi]);
+        assert_eq!(required("scope=").unwrap(), [PublicApi]);
+        assert_eq!(required("scope=user_management").unwrap(), [UserManagement]);
+        let both = [UserKeyManagement, UserManagement];
+        assert_eq!(
+            required("scope=user_management,user_key_management").unwrap(),
+            both
+        );
+        assert_eq!(
+            required("scope=user_management&Scope=user_key_management").unwrap(),
+            both
+        );
+        assert_eq!(
+            required("scope=user_management%2C+user_key_management,").unwrap(),
+            both
+        );
+        assert_eq!(
+            required("scope=public_api&scope=public_api").unwrap(),
+            [PublicApi]
+        );
+        for bad in [
+            "scope=admin",
+            "scope=public_api,nope",
+            "scope=PUBLIC_API",
+            "scope=public_api&scope=x",
+        ] {
+            assert!(matches!(required(bad), Err(Error::Invalid(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_auth_and_what_is_below_it_is_verification() {
+        for path in ["/v1/auth", "/v1/auth/", "/v1/auth/orders/42"] {
+            assert!(is_verification(path), "{path}");
+        }
+        for path in ["/v1/authx", "/v1/aut", "/v1/user-api-keys", "/auth"] {
+            assert!(!is_verification(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn expiry_is_rfc3339_utc_to_the_second() {
+        use chrono::TimeZone;
+        #[derive(Serialize)]
+        struct T(#[serde(serialize_with = "rfc3339")] DateTime<Utc>);
+        let t = Utc.with_ymd_and_hms(2026, 7, 15, 0, 0, 0).unwrap()
+            + chrono::TimeDelta::microseconds(1500);
+        assert_eq!(
+            serde_json::to_string(&T(t)).unwrap(),
+            "\"2026-07-15T00:00:00Z\""
+        );
+    }
+}
