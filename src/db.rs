@@ -82,13 +82,20 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<DbPool, Error> {
     Ok(pool)
 }
 
+/// The PostgreSQL `application_name` of a dedicated connection.
+pub const WATCH_APPLICATION_NAME: &str = "keyward-changes";
+
 /// One connection outside the pool, for a task that holds it for good (the
 /// change watch). The schema is the pool's business.
 pub fn establish(url: &DatabaseUrl) -> Result<DbConnection, Error> {
     let url = match url {
         DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
         DatabaseUrl::SqliteMemory => ":memory:".to_owned(),
-        DatabaseUrl::Postgres(url) => url.clone(),
+        // Named, so an operator sees it in pg_stat_activity.
+        DatabaseUrl::Postgres(url) => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}application_name={WATCH_APPLICATION_NAME}")
+        }
     };
     let mut conn = DbConnection::establish(&url)
         .map_err(|e| Error::Unavailable(format!("cannot connect: {e}")))?;

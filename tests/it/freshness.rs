@@ -137,3 +137,63 @@ both_backends! {
         assert_eq!(app.send_to(b.clone(), get(&own, &w.alice_key.1)).await.status, 401);
     }
 }
+
+/// The change watch's connection dies (as in a database restart): while it is
+/// gone nothing stale is served, and it comes back by itself.
+#[actix_rt::test]
+async fn the_watch_survives_a_lost_connection_without_serving_stale_answers() {
+    let Some(app) = TestApp::postgres() else {
+        return skip_postgres();
+    };
+    let w = World::new(&app);
+    let b = instance_b(&app);
+    let own = format!("{KEYS}?UserId={}", w.alice.id);
+    assert_eq!(
+        app.send_to(b.clone(), get(&own, &w.alice_key.1))
+            .await
+            .status,
+        200
+    );
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
+        keyward::db::WATCH_APPLICATION_NAME
+    ))
+    .execute(&mut *app.conn())
+    .unwrap();
+    // Revoked while the watch is down.
+    diesel::update(api_keys::table.filter(api_keys::id.eq(&w.alice_key.0.id)))
+        .set(api_keys::revoked_at.eq(app.now().naive_utc()))
+        .execute(&mut *app.conn())
+        .unwrap();
+    refused_within_bound(
+        &app,
+        &b,
+        &own,
+        &w.alice_key.1,
+        "revocation while the watch reconnects",
+    )
+    .await;
+    // The watch is back without a restart, and the cache answers again.
+    let started = Instant::now();
+    while !b.changes.fresh() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the change watch did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        app.send_to(b.clone(), get(&own, &w.bob_key.1)).await.status,
+        403
+    );
+    assert_eq!(
+        app.send_to(
+            b.clone(),
+            get(&format!("{KEYS}?UserId={}", w.bob.id), &w.bob_key.1)
+        )
+        .await
+        .status,
+        200
+    );
+    assert!(!b.auth_cache.is_empty(), "the cache is used again");
+}
