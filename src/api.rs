@@ -28,18 +28,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// ISO-8601 UTC, second precision, `Z` suffix: how both dialects show instants.
 pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    // Written out by hand: `format()` parses its pattern on every call, and
-    // this runs ten times per hot-path response.
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    Timestamp(t).to_string()
+}
+
+/// An instant as [`timestamp`] writes it, for writing straight into a
+/// serializer (`collect_str`) without a `String`.
+pub struct Timestamp(pub chrono::DateTime<chrono::Utc>);
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        // Written out by hand: `format()` parses its pattern on every call, and
+        // this runs ten times per hot-path response.
+        let t = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
 }
 
 /// Any route that does not exist.

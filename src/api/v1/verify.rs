@@ -12,8 +12,6 @@
 //! - The hot path: a cached authentication does no database work, the answer
 //!   is serialized straight from the caller, and no header value is copied twice.
 
-use std::fmt;
-
 use actix_web::http::header::{
     HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
 };
@@ -26,6 +24,7 @@ use utoipa::openapi::PathItem;
 use utoipa::{Modify, ToSchema};
 
 use crate::access::Caller;
+use crate::api::Timestamp;
 use crate::error::Error;
 use crate::keys::Scope;
 
@@ -240,24 +239,7 @@ async fn method_not_allowed() -> HttpResponse {
 /// `2026-07-15T00:00:00Z`, written straight into the JSON (no `String`), to the
 /// second like every instant of the API (see `api::timestamp`).
 fn rfc3339<S: Serializer>(t: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    struct Rfc3339<'a>(&'a DateTime<Utc>);
-    impl fmt::Display for Rfc3339<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            use chrono::{Datelike, Timelike};
-            let t = self.0;
-            write!(
-                f,
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                t.year(),
-                t.month(),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        }
-    }
-    serializer.collect_str(&Rfc3339(t))
+    serializer.collect_str(&Timestamp(*t))
 }
 
 /// The document shows [`verify`] under every method it answers, each with its
