@@ -6,6 +6,7 @@
 pub mod context;
 pub mod docs;
 pub mod estuary;
+pub mod front;
 pub mod input;
 pub mod metrics;
 pub mod ops;

@@ -20,6 +20,8 @@ pub struct Settings {
     pub key_prefix: String,
     pub pool_size: u32,
     pub auth_failures_per_minute: u32,
+    /// Longest time a client may take to send a whole request (head and body).
+    pub request_timeout_secs: u64,
 }
 
 impl Settings {
@@ -53,10 +55,19 @@ impl Settings {
                 self.tenant
             )));
         }
+        if self.request_timeout_secs == 0 {
+            return Err(Error::Config(
+                "request_timeout_secs must be at least 1".into(),
+            ));
+        }
         if self.pool_size == 0 {
             return Err(Error::Config("pool_size must be at least 1".into()));
         }
         Ok(())
+    }
+
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.request_timeout_secs)
     }
 
     /// The tenant this deployment is pinned to, if any.
@@ -134,5 +145,6 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.key_prefix, "kw");
         assert_eq!(s.pinned_tenant(), None);
+        assert_eq!(s.request_timeout_secs, 10);
     }
 }

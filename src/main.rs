@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use actix_web::{web, HttpServer};
+use actix_web::web;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
@@ -306,13 +306,8 @@ fn serve(settings: Settings) -> Result<(), Error> {
     let state = web::Data::new(AppState::new(pool, settings, Arc::new(SystemClock)));
     let io = |e: std::io::Error| Error::Config(format!("cannot serve on {bind}: {e}"));
     actix_web::rt::System::new().block_on(async {
-        let app_state = state.clone();
-        // On SIGINT/SIGTERM actix stops accepting and lets in-flight requests finish.
-        let server = HttpServer::new(move || keyward::app(app_state.clone()))
-            .bind(&bind)
-            .map_err(io)?
-            .shutdown_timeout(30)
-            .run();
+        // On SIGINT/SIGTERM the server stops accepting and lets in-flight requests finish.
+        let server = keyward::api::front::server(state.clone(), &bind).map_err(io)?;
         log::info!("keyward listening on http://{bind}");
         let state = state.into_inner();
         let flusher = {

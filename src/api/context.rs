@@ -41,7 +41,7 @@ impl Dialect {
         }
     }
 
-    fn render(self, error: &Error, request_id: &str) -> HttpResponse {
+    pub(crate) fn render(self, error: &Error, request_id: &str) -> HttpResponse {
         match self {
             Dialect::ProblemDetails => super::v1::problem(error, request_id),
             Dialect::Estuary => super::estuary::envelope(error),

@@ -8,6 +8,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::AppState;
 
 /// A request body that is a JSON object. A missing `Content-Type` is read as
 /// JSON (curl's `-d` aside, scripts often omit it); any other type is 415.
@@ -75,14 +76,22 @@ fn read_object(
         .get(CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or_default());
     let wrong_type = content_type.is_some_and(|ct| !is_json(ct));
+    let timeout = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.settings.request_timeout());
     let bytes = web::Bytes::from_request(req, payload);
     Box::pin(async move {
-        let bytes = bytes
-            .await
-            .map_err(|e| match e.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => Error::PayloadTooLarge,
-                _ => Error::invalid("body", "The request body could not be read."),
-            })?;
+        // A client that stops sending mid-body must not hold a connection.
+        let bytes = match timeout {
+            Some(limit) => actix_web::rt::time::timeout(limit, bytes)
+                .await
+                .map_err(|_| Error::RequestTimeout)?,
+            None => bytes.await,
+        };
+        let bytes = bytes.map_err(|e| match e.as_error::<PayloadError>() {
+            Some(PayloadError::Overflow) => Error::PayloadTooLarge,
+            _ => Error::invalid("body", "The request body could not be read."),
+        })?;
         let empty = bytes.iter().all(u8::is_ascii_whitespace);
         if empty && empty_is_object {
             return Ok(JsonObject(Map::new()));

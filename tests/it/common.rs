@@ -62,6 +62,7 @@ pub fn settings(database_url: &str) -> Settings {
         key_prefix: "kw".to_owned(),
         pool_size: 4,
         auth_failures_per_minute: 0,
+        request_timeout_secs: 10,
     }
 }
 
