@@ -291,8 +291,9 @@ pub async fn create(
         caller.tenant.max_key_lifetime_days,
         now,
     )?;
-    let scopes = match query.get("perms").map(str::trim) {
-        None | Some("") | Some("all") => caller.scopes.clone(),
+    // Exactly the document's enum: an empty or padded value is not `all`.
+    let scopes = match query.get("perms") {
+        None | Some("all") => caller.scopes.clone(),
         Some("upload") => vec![Scope::PublicApi],
         Some(_) => return Err(Error::invalid("perms", "perms must be 'all' or 'upload'.")),
     };
