@@ -311,7 +311,8 @@ pub fn update_for(
     let roles = change.roles.as_deref().map(validate_roles).transpose()?;
     let tenant_id = &caller.tenant.id;
     crate::db::write_transaction(conn, |conn| {
-        lock_tenant_admins(conn, tenant_id)?;
+        // Changes that could take the last administrator away wait for each other.
+        crate::db::lock_users_with_roles(conn, tenant_id, &admin_pattern())?;
         let mut user = find(conn, tenant_id, id)?.ok_or(Error::NotFound)?;
         let was_active_admin = user.active && user.is_admin();
         if let Some(name) = name {
@@ -381,24 +382,17 @@ pub fn deactivate_for(
     )
 }
 
-/// Serializes changes to a tenant's administrators. SQLite's `BEGIN IMMEDIATE`
-/// already holds the database's write lock; PostgreSQL locks the tenant row.
-fn lock_tenant_admins(conn: &mut DbConnection, tenant_id: &str) -> Result<(), Error> {
-    if let DbConnection::Postgres(pg) = conn {
-        diesel::sql_query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
-            .bind::<diesel::sql_types::Text, _>(tenant_id)
-            .execute(pg)?;
-    }
-    Ok(())
+/// A `LIKE` pattern matching the stored roles of an administrator: roles are a
+/// JSON array of names, and the quotes make the match exact.
+fn admin_pattern() -> String {
+    format!("%\"{ADMINISTRATORS}\"%")
 }
 
 fn count_active_admins(conn: &mut DbConnection, tenant_id: &str) -> Result<i64, Error> {
-    // Roles are a JSON array of names; the quotes make the match exact.
-    let pattern = format!("%\"{ADMINISTRATORS}\"%");
     Ok(users::table
         .filter(users::tenant_id.eq(tenant_id))
         .filter(users::active.eq(true))
-        .filter(users::roles.like(pattern))
+        .filter(users::roles.like(admin_pattern()))
         .count()
         .get_result(conn)?)
 }
