@@ -53,6 +53,8 @@ pub fn server(state: web::Data<AppState>, bind: &str) -> io::Result<actix_server
             let http = HttpService::build()
                 // Only bounds heads we have already read whole; kept as a backstop.
                 .client_request_timeout(timeout)
+                // actix-web's HttpServer default, kept.
+                .client_disconnect_timeout(Duration::from_secs(1))
                 .finish(map_config(crate::app(state.clone()), |_| {
                     AppConfig::default()
                 }));
