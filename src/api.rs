@@ -8,6 +8,7 @@ pub mod context;
 pub mod cors;
 pub mod docs;
 pub mod estuary;
+pub mod front;
 pub mod input;
 pub mod metrics;
 pub mod ops;

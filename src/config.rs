@@ -28,6 +28,8 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` / `X-Real-IP` name the client (`auth::client_ip`).
     #[serde(default, deserialize_with = "trusted_proxies")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Longest time a client may take to send a whole request (head and body).
+    pub request_timeout_secs: u64,
 }
 
 /// Accepts `"a, b"` as well as `["a", "b"]`; blank items are dropped.
@@ -102,10 +104,19 @@ impl Settings {
                 "cors_origins: {bad:?} is not an origin (scheme://host[:port], no path)"
             )));
         }
+        if self.request_timeout_secs == 0 {
+            return Err(Error::Config(
+                "request_timeout_secs must be at least 1".into(),
+            ));
+        }
         if self.pool_size == 0 {
             return Err(Error::Config("pool_size must be at least 1".into()));
         }
         Ok(())
+    }
+
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.request_timeout_secs)
     }
 
     /// The tenant this deployment is pinned to, if any.
@@ -185,6 +196,7 @@ mod tests {
         assert_eq!(s.pinned_tenant(), None);
         assert!(s.cors_origins.is_empty());
         assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.request_timeout_secs, 10);
     }
 
     #[test]

@@ -116,6 +116,101 @@ pub fn migrate(conn: &mut DbConnection) -> Result<usize, Error> {
     applied.map_err(|e| Error::Migration(e.to_string()))
 }
 
+/// What `keyward migrate --citus` found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CitusReport {
+    /// Whether the `citus` extension is installed in the database.
+    pub citus: bool,
+    /// The tables this run distributed (or made a reference table), in order.
+    pub distributed: Vec<&'static str>,
+}
+
+/// How each table is spread over a Citus cluster, in the order it must be done:
+/// a table's foreign keys may only point at tables distributed before it.
+/// `tenants` is small and read by every request: a copy on every node.
+const CITUS_LAYOUT: [(&str, Option<&str>); 5] = [
+    ("tenants", None),
+    ("users", Some("users")),
+    ("api_keys", Some("users")),
+    ("audit_events", Some("users")),
+    ("tenant_changes", Some("users")),
+];
+
+/// On a PostgreSQL database with the `citus` extension, makes `tenants` a
+/// reference table and the tenant tables distributed by `tenant_id`,
+/// co-located with `users` (so a tenant's rows, and every query filtered by
+/// tenant, live in one shard). Tables already done are skipped, so running it
+/// again changes nothing; without the extension nothing is touched at all.
+/// SQLite has no such thing: an error, so a misdirected URL is noticed.
+pub fn distribute_for_citus(conn: &mut DbConnection) -> Result<CitusReport, Error> {
+    use diesel::sql_types::{Bool, Nullable, Text};
+
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = Bool)]
+        found: bool,
+    }
+
+    let DbConnection::Postgres(pg) = conn else {
+        return Err(Error::Config(
+            "--citus needs a PostgreSQL database (KEYWARD_DATABASE_URL=postgres://...)".into(),
+        ));
+    };
+    let citus = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS found",
+    )
+    .get_result::<Found>(pg)?
+    .found;
+    let mut report = CitusReport {
+        citus,
+        distributed: Vec::new(),
+    };
+    if !citus {
+        return Ok(report);
+    }
+    // Otherwise `create_reference_table('tenants')` quietly turns the tables
+    // that refer to it into Citus-local tables, and distributing them fails.
+    pg.batch_execute("SET citus.enable_local_reference_table_foreign_keys = off")?;
+    // The change signal's triggers (migration 000004) bump `tenant_changes`
+    // in the same shard as the row they fire for: co-located, so Citus may
+    // run them there.
+    pg.batch_execute("SET citus.enable_unsafe_triggers = on")?;
+    for (table, colocate_with) in CITUS_LAYOUT {
+        // `h`: hash-distributed; `n` with replication model `t`: a reference table.
+        let done = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_dist_partition \
+             WHERE logicalrelid = to_regclass($1) \
+             AND CASE WHEN $2::text IS NULL THEN partmethod = 'n' AND repmodel = 't' \
+             ELSE partmethod = 'h' END) AS found",
+        )
+        .bind::<Text, _>(table)
+        .bind::<Nullable<Text>, _>(colocate_with)
+        .get_result::<Found>(pg)?
+        .found;
+        if done {
+            continue;
+        }
+        match colocate_with {
+            None => diesel::sql_query("SELECT create_reference_table($1::regclass)")
+                .bind::<Text, _>(table)
+                .execute(pg)?,
+            Some(with) if with == table => {
+                diesel::sql_query("SELECT create_distributed_table($1::regclass, 'tenant_id')")
+                    .bind::<Text, _>(table)
+                    .execute(pg)?
+            }
+            Some(with) => diesel::sql_query(
+                "SELECT create_distributed_table($1::regclass, 'tenant_id', colocate_with => $2)",
+            )
+            .bind::<Text, _>(table)
+            .bind::<Text, _>(with)
+            .execute(pg)?,
+        };
+        report.distributed.push(table);
+    }
+    Ok(report)
+}
+
 /// Runs `f` in a transaction that may write (a savepoint when one is already
 /// open). On SQLite the outermost one begins `IMMEDIATE`,
 /// taking the write lock up front: a deferred transaction that reads and then
@@ -149,22 +244,50 @@ pub fn write_transaction<T>(
     }
 }
 
+/// Locks, until the enclosing write transaction ends, the tenant's active users
+/// whose stored roles match `roles_like`, so that changes which count those
+/// users (the last-administrator guard) are serialized per tenant.
+///
+/// SQLite: nothing to do, `BEGIN IMMEDIATE` already holds the database's write
+/// lock. PostgreSQL: row locks on those users. They live in the tenant's own
+/// shard when `users` is distributed by `tenant_id` (Citus), so tenants never
+/// wait for each other; a lock on the `tenants` row would lock the whole
+/// reference table there, and an advisory lock is local to the node a client
+/// happens to be connected to. A row that stops matching while its lock is
+/// awaited is dropped from the set on PostgreSQL's recheck, and the caller
+/// counts afresh after this returns. `ORDER BY` takes the locks in one order
+/// in every transaction, so two of them cannot deadlock.
+pub fn lock_users_with_roles(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    roles_like: &str,
+) -> Result<(), Error> {
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query(
+            "SELECT id FROM users WHERE tenant_id = $1 AND active AND roles LIKE $2 \
+             ORDER BY id FOR UPDATE",
+        )
+        .bind::<diesel::sql_types::Text, _>(tenant_id)
+        .bind::<diesel::sql_types::Text, _>(roles_like)
+        .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Whether the database answers; for `/readiness`.
 pub fn ping(conn: &mut DbConnection) -> Result<(), Error> {
     conn.batch_execute("SELECT 1").map_err(Error::from)
 }
 
-/// Serializes a tenant's changes that read before they write (the last-admin
-/// guard), inside the caller's write transaction. SQLite's `BEGIN IMMEDIATE`
-/// already holds the database's write lock; PostgreSQL locks the tenant row.
-pub fn lock_tenant(conn: &mut DbConnection, tenant_id: &str) -> Result<(), Error> {
-    match conn {
-        DbConnection::Postgres(pg) => {
-            diesel::sql_query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
-                .bind::<diesel::sql_types::Text, _>(tenant_id)
-                .execute(pg)?;
-        }
-        DbConnection::Sqlite(_) => {}
+/// Locks one user's row until the write transaction ends, so that changes to
+/// the user (a deactivation, say) happen one after the other. SQLite's
+/// `BEGIN IMMEDIATE` already serializes every write transaction.
+pub fn lock_user(conn: &mut DbConnection, tenant_id: &str, id: &str) -> Result<(), Error> {
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query("SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(tenant_id)
+            .bind::<diesel::sql_types::Text, _>(id)
+            .execute(pg)?;
     }
     Ok(())
 }

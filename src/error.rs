@@ -44,6 +44,15 @@ pub enum Error {
     PayloadTooLarge,
     #[error("request body is not JSON")]
     UnsupportedMediaType,
+    /// A request target longer than `api::front::MAX_TARGET_BYTES`.
+    #[error("request target too long")]
+    UriTooLong,
+    /// A request head over `api::front`'s limits.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    /// The request (head and body) did not arrive within `request_timeout_secs`.
+    #[error("request not received in time")]
+    RequestTimeout,
     #[error("too many failed authentications")]
     RateLimited { retry_after_secs: u64 },
     #[error("database unavailable: {0}")]
@@ -83,6 +92,9 @@ impl Error {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Migration(_) | Self::Config(_) | Self::Internal(_) => {
@@ -99,6 +111,9 @@ impl Error {
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout,
+            StatusCode::URI_TOO_LONG => Self::UriTooLong,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Self::HeadersTooLarge,
             StatusCode::BAD_REQUEST => Self::invalid("request", "The request is malformed."),
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(status.to_string()),
             _ => Self::Internal(format!("unexpected status {status}")),

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use actix_web::{web, HttpServer};
+use actix_web::web;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
@@ -32,7 +32,12 @@ enum Command {
     /// Serve the HTTP API (the default). Applies pending migrations first.
     Serve,
     /// Apply pending database migrations.
-    Migrate,
+    Migrate {
+        /// Then, if the database has the `citus` extension, distribute the tables
+        /// by tenant (idempotent; a no-op on plain PostgreSQL).
+        #[arg(long)]
+        citus: bool,
+    },
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -175,6 +180,13 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
         return Ok(None);
     }
     let url = DatabaseUrl::parse(&settings.database_url)?;
+    if matches!(command, Command::Migrate { citus: true })
+        && !matches!(url, DatabaseUrl::Postgres(_))
+    {
+        return Err(Error::Config(
+            "--citus needs a PostgreSQL database (KEYWARD_DATABASE_URL=postgres://...)".into(),
+        ));
+    }
     let pool = db::connect(&url, 1)?;
     let mut conn = pool.get()?;
     let now = SystemClock.now();
@@ -182,7 +194,14 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
     let output = match command {
         Command::Serve => unreachable!("handled above"),
         // `connect` has already applied them.
-        Command::Migrate => json!({ "migrated": true }),
+        Command::Migrate { citus: false } => json!({ "migrated": true }),
+        Command::Migrate { citus: true } => {
+            let report = db::distribute_for_citus(&mut conn)?;
+            if !report.citus {
+                log::info!("the citus extension is not installed here: nothing to distribute");
+            }
+            json!({ "migrated": true, "citus": report.citus, "distributed": report.distributed })
+        }
         Command::Tenant(TenantCommand::Create { name }) => {
             let tenant = tenants::create(&mut conn, &name, now)?
                 .ok_or(Error::Conflict("A tenant with this name already exists."))?;
@@ -312,13 +331,8 @@ fn serve(settings: Settings) -> Result<(), Error> {
     state.clone().into_inner().watch_changes()?;
     let io = |e: std::io::Error| Error::Config(format!("cannot serve on {bind}: {e}"));
     actix_web::rt::System::new().block_on(async {
-        let app_state = state.clone();
-        // On SIGINT/SIGTERM actix stops accepting and lets in-flight requests finish.
-        let server = HttpServer::new(move || keyward::app(app_state.clone()))
-            .bind(&bind)
-            .map_err(io)?
-            .shutdown_timeout(30)
-            .run();
+        // On SIGINT/SIGTERM the server stops accepting and lets in-flight requests finish.
+        let server = keyward::api::front::server(state.clone(), &bind).map_err(io)?;
         log::info!("keyward listening on http://{bind}");
         let state = state.into_inner();
         let flusher = {

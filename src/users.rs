@@ -319,7 +319,10 @@ pub fn update_for(
     let roles = change.roles.as_deref().map(validate_roles).transpose()?;
     let tenant_id = &caller.tenant.id;
     crate::db::write_transaction(conn, |conn| {
-        crate::db::lock_tenant(conn, tenant_id)?;
+        // Changes that could take the last administrator away wait for each
+        // other, and changes to one user queue up behind each other.
+        crate::db::lock_users_with_roles(conn, tenant_id, &admin_pattern())?;
+        crate::db::lock_user(conn, tenant_id, id)?;
         let mut user = find(conn, tenant_id, id)?.ok_or(Error::NotFound)?;
         if change.active == Some(false) && !user.active {
             // A deactivation happens once; a repeat (or the loser of a race) is told so.
@@ -389,13 +392,17 @@ pub fn deactivate_for(
     )
 }
 
+/// A `LIKE` pattern matching the stored roles of an administrator: roles are a
+/// JSON array of names, and the quotes make the match exact.
+fn admin_pattern() -> String {
+    format!("%\"{ADMINISTRATORS}\"%")
+}
+
 fn count_active_admins(conn: &mut DbConnection, tenant_id: &str) -> Result<i64, Error> {
-    // Roles are a JSON array of names; the quotes make the match exact.
-    let pattern = format!("%\"{ADMINISTRATORS}\"%");
     Ok(users::table
         .filter(users::tenant_id.eq(tenant_id))
         .filter(users::active.eq(true))
-        .filter(users::roles.like(pattern))
+        .filter(users::roles.like(admin_pattern()))
         .count()
         .get_result(conn)?)
 }

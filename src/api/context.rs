@@ -16,6 +16,9 @@ use crate::{AppState, MAX_BODY_BYTES};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Only for an app built without state (never in practice): the compiled-in default.
+const DEFAULT_KEY_PREFIX: &str = "kw";
+
 /// The request's id, as echoed in `x-request-id` and in `/v1` errors' `traceId`.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -38,7 +41,7 @@ impl Dialect {
         }
     }
 
-    fn render(self, error: &Error, request_id: &str) -> HttpResponse {
+    pub(crate) fn render(self, error: &Error, request_id: &str) -> HttpResponse {
         match self {
             Dialect::ProblemDetails => super::v1::problem(error, request_id),
             Dialect::Estuary => super::estuary::envelope(error),
@@ -46,26 +49,23 @@ impl Dialect {
     }
 }
 
-/// A fresh request id: 32 hex characters, a random per-process prefix and a
-/// counter. Unique, not secret, and without a system call per request.
-fn new_request_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    format!(
-        "{prefix:016x}{:016x}",
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+/// A fresh request id: 128 bits from the operating system's CSPRNG, as 32 hex
+/// characters. Unguessable, and it says nothing about how many requests came before.
+pub(crate) fn new_request_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An incoming id is kept if it is a short token that is safe to log and echo.
-fn sane_request_id(id: &str) -> bool {
+/// An incoming id is kept if it is a short token that is safe to log and echo:
+/// never one that holds something shaped like a secret of this deployment.
+fn sane_request_id(id: &str, key_prefix: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && !crate::keys::secret::resembles_secret(id, key_prefix)
 }
 
 pub async fn middleware(
@@ -73,11 +73,16 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
+    let key_prefix = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(DEFAULT_KEY_PREFIX, |state| {
+            state.settings.key_prefix.as_str()
+        });
     let request_id = req
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|id| sane_request_id(id))
+        .filter(|id| sane_request_id(id, key_prefix))
         .map_or_else(new_request_id, str::to_owned);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let dialect = Dialect::of(req.path());
@@ -219,15 +224,40 @@ mod tests {
         let (a, b) = (new_request_id(), new_request_id());
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()) && sane_request_id(&a));
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()) && sane_request_id(&a, "kw"));
+        // No shared prefix as with a per-process prefix and a counter: over a
+        // thousand ids, every leading byte value shows up several times.
+        let firsts: std::collections::HashSet<String> = (0..1000)
+            .map(|_| new_request_id()[..2].to_owned())
+            .collect();
+        assert!(firsts.len() > 200, "{}", firsts.len());
     }
 
     #[test]
     fn request_ids() {
-        assert!(sane_request_id("6f1c2a-abc_1.2:3"));
-        assert!(!sane_request_id(""));
-        assert!(!sane_request_id("a b"));
-        assert!(!sane_request_id("a\nb"));
-        assert!(!sane_request_id(&"a".repeat(129)));
+        assert!(sane_request_id("6f1c2a-abc_1.2:3", "kw"));
+        assert!(!sane_request_id("", "kw"));
+        assert!(!sane_request_id("a b", "kw"));
+        assert!(!sane_request_id("a\nb", "kw"));
+        assert!(!sane_request_id(&"a".repeat(129), "kw"));
+    }
+
+    #[test]
+    fn request_ids_shaped_like_secrets_are_refused() {
+        let secret = crate::keys::secret::Secret::generate("kw");
+        let secret = secret.expose();
+        assert!(!sane_request_id(secret, "kw"));
+        assert!(!sane_request_id(&format!("req-{secret}-1"), "kw"));
+        // A mistyped checksum is still most of a secret.
+        let mut typo = secret.to_owned();
+        typo.pop();
+        typo.push('_');
+        assert!(!sane_request_id(&typo, "kw"));
+        assert!(!sane_request_id(&secret.to_ascii_uppercase(), "kw"));
+        // Another deployment's prefix is this deployment's business.
+        let other = crate::keys::secret::Secret::generate("acme");
+        assert!(!sane_request_id(other.expose(), "acme"));
+        assert!(sane_request_id(other.expose(), "kw"));
+        assert!(sane_request_id("kw_short-id", "kw"));
     }
 }

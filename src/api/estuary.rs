@@ -102,6 +102,18 @@ pub fn envelope(error: &Error) -> HttpResponse {
             Reason::ErrInvalidInput,
             "request body must be application/json".into(),
         ),
+        Error::RequestTimeout => (
+            Reason::ErrInvalidInput,
+            "the request was not received in time".into(),
+        ),
+        Error::UriTooLong => (
+            Reason::ErrInvalidInput,
+            "request target longer than 8 KiB".into(),
+        ),
+        Error::HeadersTooLarge => (
+            Reason::ErrInvalidInput,
+            "request header fields too large".into(),
+        ),
         Error::NotFound => (Reason::ErrNotFound, "not found".into()),
         Error::MethodNotAllowed => (Reason::ErrNotFound, "method not allowed".into()),
         Error::RateLimited { .. } => (

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::MAX_BODY_BYTES;
+use crate::{AppState, MAX_BODY_BYTES};
 
 /// A request body that is a JSON object. A missing `Content-Type` is read as
 /// JSON (curl's `-d` aside, scripts often omit it); any other type is 415.
@@ -51,6 +51,8 @@ pub struct Body {
     payload: actix_web::dev::Payload,
     /// A declared `Content-Type` that is not JSON.
     wrong_type: bool,
+    /// How long the whole body may take to arrive.
+    timeout: Option<std::time::Duration>,
 }
 
 impl FromRequest for Body {
@@ -62,9 +64,13 @@ impl FromRequest for Body {
             .headers()
             .get(CONTENT_TYPE)
             .is_some_and(|ct| !is_json(ct.to_str().unwrap_or_default()));
+        let timeout = req
+            .app_data::<web::Data<AppState>>()
+            .map(|state| state.settings.request_timeout());
         std::future::ready(Ok(Self {
             payload: payload.take(),
             wrong_type,
+            timeout,
         }))
     }
 }
@@ -97,7 +103,13 @@ impl Body {
 
     async fn read(self, empty_is_object: bool) -> Result<JsonObject, Error> {
         let wrong_type = self.wrong_type;
-        let bytes = self.bytes().await?;
+        // A client that stops sending mid-body must not hold a connection.
+        let bytes = match self.timeout {
+            Some(limit) => actix_web::rt::time::timeout(limit, self.bytes())
+                .await
+                .map_err(|_| Error::RequestTimeout)??,
+            None => self.bytes().await?,
+        };
         let empty = bytes.iter().all(u8::is_ascii_whitespace);
         if empty && empty_is_object {
             return Ok(JsonObject(Map::new()));

@@ -202,6 +202,21 @@ pub fn problem(error: &Error, request_id: &str) -> HttpResponse {
             "Request body must be application/json",
             None,
         ),
+        Error::RequestTimeout => (
+            "https://tools.ietf.org/html/rfc9110#section-15.5.9",
+            "Request Timeout",
+            None,
+        ),
+        Error::UriTooLong => (
+            "https://tools.ietf.org/html/rfc9110#section-15.5.15",
+            "Request target longer than 8 KiB",
+            None,
+        ),
+        Error::HeadersTooLarge => (
+            "https://tools.ietf.org/html/rfc6585#section-5",
+            "Request header fields too large",
+            None,
+        ),
         Error::RateLimited { .. } => (
             "https://tools.ietf.org/html/rfc6585#section-4",
             "Too many failed authentications",

@@ -74,6 +74,24 @@ pub fn well_formed(candidate: &str, prefix: &str) -> bool {
     candidate.get(split..) == Some(checksum(&candidate[..split]).as_str())
 }
 
+/// Whether `text` holds something shaped like a secret with `prefix`: the
+/// prefix (in any case), `_`, then at least as many letters and digits as a
+/// secret's random part. Broader than [`well_formed`] on purpose: a secret
+/// with a mistyped checksum, or inside a longer token, still gives it away.
+pub fn resembles_secret(text: &str, prefix: &str) -> bool {
+    let (text, marker) = (text.as_bytes(), format!("{prefix}_").into_bytes());
+    text.windows(marker.len())
+        .enumerate()
+        .filter(|(_, window)| window.eq_ignore_ascii_case(&marker))
+        .any(|(at, _)| {
+            text[at + marker.len()..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric())
+                .count()
+                >= RANDOM_LEN
+        })
+}
+
 /// The stored form of a secret: SHA-256, base64url without padding (Estuary's `tokenHash`).
 pub fn hash(secret: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes()))
@@ -135,6 +153,20 @@ mod tests {
         ] {
             assert!(!well_formed(bad, "kw"), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn secrets_are_recognized_inside_other_text() {
+        let s = Secret::generate("kw");
+        let s = s.expose();
+        assert!(resembles_secret(s, "kw"));
+        assert!(resembles_secret(&format!("x-{s}"), "kw"));
+        assert!(resembles_secret(&s[..3 + RANDOM_LEN], "kw"));
+        assert!(!resembles_secret(&s[..2 + RANDOM_LEN], "kw"));
+        assert!(resembles_secret(&s.replacen("kw_", "KW_", 1), "kw"));
+        assert!(!resembles_secret(&s.replacen("kw_", "kw-", 1), "kw"));
+        assert!(!resembles_secret(s, "acme"));
+        assert!(!resembles_secret("", "kw"));
     }
 
     #[test]

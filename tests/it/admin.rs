@@ -130,6 +130,52 @@ both_backends! {
         assert_eq!(patch(app, &path, w.admin_secret(), json!({"roles": ["Root"]})).await.status, 400);
     }
 
+    // N administrators step down at once, half by PATCH and half by DELETE:
+    // the guard must let exactly N-1 through, every round.
+    async fn parallel_demotions_leave_one_administrator(app: &TestApp) {
+        use diesel::prelude::*;
+        use keyward::schema::users::dsl;
+        const N: usize = 6;
+        let acme = app.tenant("acme");
+        let admins: Vec<_> = (0..N)
+            .map(|i| {
+                let user = app.user(&acme, &format!("admin{i}@acme.test"), &[keyward::users::ADMINISTRATORS]);
+                let (_, key) = app.key(&acme, &user, &Scope::ALL);
+                (user, key)
+            })
+            .collect();
+        for round in 0..5 {
+            let requests = admins.iter().enumerate().map(|(i, (user, key))| {
+                let path = format!("{USERS}/{}", user.id);
+                async move {
+                    if i % 2 == 0 {
+                        patch(app, &path, key, json!({"roles": ["Default users"]})).await
+                    } else {
+                        app.delete(&path, "acme", key).await
+                    }
+                }
+            });
+            let replies = futures_util::future::join_all(requests).await;
+            let statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+            assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), N - 1, "round {round}: {statuses:?}");
+            assert_eq!(statuses.iter().filter(|&&s| s == 409).count(), 1, "round {round}: {statuses:?}");
+            let remaining: i64 = dsl::users
+                .filter(dsl::tenant_id.eq(&acme.id))
+                .filter(dsl::active.eq(true))
+                .filter(dsl::roles.like("%\"Administrators\"%"))
+                .count()
+                .get_result(&mut *app.conn())
+                .unwrap();
+            assert_eq!(remaining, 1, "round {round}");
+            // Everyone back for the next round.
+            diesel::update(dsl::users.filter(dsl::tenant_id.eq(&acme.id)))
+                .set((dsl::active.eq(true), dsl::roles.eq("[\"Administrators\"]")))
+                .execute(&mut *app.conn())
+                .unwrap();
+            app.state.auth_cache.clear();
+        }
+    }
+
     async fn the_last_administrator_stays(app: &TestApp) {
         let w = World::new(app);
         let admin = format!("{USERS}/{}", w.admin.id);

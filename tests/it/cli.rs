@@ -647,3 +647,52 @@ fn without_a_url_the_default_is_a_sqlite_file_under_data() {
     );
     assert!(secret::well_formed(str_of(&run.json(), "key"), "kw"));
 }
+
+/// Everything `migrate --citus` could change in the test's PostgreSQL schema:
+/// its relations, constraints and rows, and the database's extensions.
+fn pg_shape(url: &str) -> String {
+    #[derive(QueryableByName)]
+    struct Shape {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        shape: String,
+    }
+    let mut conn = PgConnection::establish(url).unwrap();
+    diesel::sql_query(
+        "SELECT string_agg(x, E'\\n' ORDER BY x) AS shape FROM (
+           SELECT 'rel ' || relname || ' ' || relkind::text FROM pg_class
+             WHERE relnamespace = current_schema()::regnamespace
+           UNION ALL SELECT 'con ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE connamespace = current_schema()::regnamespace
+           UNION ALL SELECT 'ext ' || extname FROM pg_extension
+           UNION ALL SELECT 'rows ' || (SELECT count(*) FROM tenants) || ' ' || (SELECT count(*) FROM users)
+             || ' ' || (SELECT count(*) FROM api_keys) || ' ' || (SELECT count(*) FROM audit_events)
+         ) s(x)",
+    )
+    .get_result::<Shape>(&mut conn)
+    .unwrap()
+    .shape
+}
+
+crate::both_backends! {
+    // Without the citus extension (CI has none) the command must leave the
+    // database exactly as it was, every time; SQLite has nothing to distribute.
+    async fn migrate_citus_is_a_no_op_without_citus(app: &TestApp) {
+        World::new(app);
+        if !app.database_url.starts_with("postgres") {
+            let run = keyward(app, &["migrate", "--citus", "--json"]);
+            run.failed();
+            assert!(run.stdout.contains("PostgreSQL"), "{run:#?}");
+            assert_eq!(keyward(app, &["migrate", "--json"]).json(), json!({"migrated": true}));
+            return;
+        }
+        let before = pg_shape(&app.database_url);
+        assert!(before.contains("rel api_keys r") && before.contains("rows 2 4 4 "), "{before}");
+        for _ in 0..2 {
+            let run = keyward(app, &["migrate", "--citus", "--json"]);
+            assert_eq!(run.json(), json!({"migrated": true, "citus": false, "distributed": []}));
+            assert_eq!(pg_shape(&app.database_url), before);
+        }
+        let text = keyward(app, &["migrate", "--citus"]);
+        assert!(text.stdout.contains("citus: false"), "{text:#?}");
+    }
+}

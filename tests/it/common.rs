@@ -77,6 +77,7 @@ pub fn settings(database_url: &str) -> Settings {
         auth_failures_per_minute: 0,
         cors_origins: Vec::new(),
         trusted_proxies: Vec::new(),
+        request_timeout_secs: 10,
     }
 }
 

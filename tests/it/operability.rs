@@ -116,6 +116,11 @@ struct Served {
 
 impl Served {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The server with extra environment variables (settings) set.
+    fn start_with(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("k.db").display());
         let keyward = env!("CARGO_BIN_EXE_keyward");
@@ -147,6 +152,7 @@ impl Served {
             .env("KEYWARD_DATABASE_URL", &url)
             .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -302,4 +308,165 @@ crate::both_backends! {
         let post = app.send(TestRequest::post().uri("/liveness")).await;
         assert_eq!(post.status, 405);
     }
+}
+
+/// Sends `head` (and `body`) on a fresh connection, keeps it open, and reads
+/// until the server closes it or `patience` runs out; returns the response
+/// and how long it took.
+fn raw_exchange(port: u16, head: &str, body: &[u8], patience: Duration) -> (String, Duration) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(patience)).unwrap();
+    let started = Instant::now();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    (
+        String::from_utf8_lossy(&response).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// Status, one header (lower-case name) and the body of a raw HTTP/1.1 response.
+fn parse_raw(response: &str) -> (u16, Option<String>, Value, String) {
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let request_id = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-request-id"))
+        .map(|(_, v)| v.trim().to_owned());
+    let json = serde_json::from_str(body).unwrap_or(Value::Null);
+    (status, request_id, json, head.to_owned())
+}
+
+/// A client that sends the head and part of the body, then stalls, gets 408
+/// in the dialect's format once `request_timeout_secs` is over, and loses the connection.
+#[::core::prelude::v1::test]
+fn a_stalled_body_is_408_within_the_request_timeout() {
+    let mut server = Served::start_with(&[("KEYWARD_REQUEST_TIMEOUT_SECS", "1")]);
+    let key = server.field("key");
+    let head = format!(
+        "POST /v1/user-api-keys HTTP/1.1\r\nHost: 127.0.0.1\r\ntenant: acme\r\nx-key: {key}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n"
+    );
+    let (response, took) = raw_exchange(
+        server.port,
+        &head,
+        b"{\"name\": \"",
+        Duration::from_secs(10),
+    );
+    let (status, request_id, body, raw_head) = parse_raw(&response);
+    assert_eq!(status, 408, "{response}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        raw_head
+            .to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{response}"
+    );
+    let request_id = request_id.expect("x-request-id");
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "type": "https://tools.ietf.org/html/rfc9110#section-15.5.9",
+            "title": "Request Timeout",
+            "status": 408,
+            "traceId": request_id,
+        })
+    );
+    // The server is still there for everyone else.
+    assert_eq!(http_get(server.port, "/liveness", &[]).unwrap().0, 200);
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
+
+/// Heads that actix's HTTP/1 codec would refuse with a bare status (a huge
+/// header block, a 100 KB query, a stalled head, junk) are answered in the
+/// dialect of their path, with an `x-request-id`.
+#[::core::prelude::v1::test]
+fn oversized_and_stalled_heads_get_the_dialects_answer() {
+    let mut server = Served::start_with(&[("KEYWARD_REQUEST_TIMEOUT_SECS", "1")]);
+    let patience = Duration::from_secs(10);
+    let huge_header = format!("x-filler: {}\r\n", "a".repeat(8000)).repeat(25);
+    let long_query = format!("?q={}", "a".repeat(100_000));
+    let cases: Vec<(String, u16, &str)> = vec![
+        (
+            format!("GET /v1/user-api-keys HTTP/1.1\r\nHost: a\r\n{huge_header}\r\n"),
+            431,
+            "https://tools.ietf.org/html/rfc6585#section-5",
+        ),
+        (
+            format!("GET /v1/user-api-keys{long_query} HTTP/1.1\r\nHost: a\r\n\r\n"),
+            414,
+            "https://tools.ietf.org/html/rfc9110#section-15.5.15",
+        ),
+        (
+            format!(
+                "GET /v1/user-api-keys HTTP/1.1\r\nHost: a\r\n{}\r\n",
+                "a: b\r\n".repeat(100)
+            ),
+            431,
+            "https://tools.ietf.org/html/rfc6585#section-5",
+        ),
+        (
+            "GET /v1/user-api-keys HTTP/1.1\r\nHost: a\r\nbad header\r\n\r\n".to_owned(),
+            400,
+            "https://tools.ietf.org/html/rfc9110#section-15.5.1",
+        ),
+        (
+            "GET /v1/user-api-keys HTTP/1.1\r\nHost: a\r\n".to_owned(),
+            408,
+            "https://tools.ietf.org/html/rfc9110#section-15.5.9",
+        ),
+    ];
+    for (head, status, kind) in &cases {
+        for dialect in ["/v1/user-api-keys", "/user/api-keys"] {
+            let head = head.replacen("/v1/user-api-keys", dialect, 1);
+            let (response, took) = raw_exchange(server.port, &head, b"", patience);
+            let (got, request_id, body, raw_head) = parse_raw(&response);
+            let what = format!(
+                "{dialect} {status}: {}",
+                &response[..response.len().min(400)]
+            );
+            assert_eq!(got, *status, "{what}");
+            assert!(took < Duration::from_secs(5), "{what} took {took:?}");
+            let request_id = request_id.unwrap_or_else(|| panic!("no x-request-id: {what}"));
+            assert_eq!(request_id.len(), 32, "{what}");
+            let raw_head = raw_head.to_ascii_lowercase();
+            if dialect == "/user/api-keys" {
+                assert!(
+                    raw_head.contains("content-type: application/json"),
+                    "{what}"
+                );
+                assert_eq!(body["error"]["code"], *status, "{what}");
+                assert_eq!(body["error"]["reason"], "ERR_INVALID_INPUT", "{what}");
+            } else {
+                assert!(
+                    raw_head.contains("content-type: application/problem+json"),
+                    "{what}"
+                );
+                assert_eq!(body["type"], *kind, "{what}");
+                assert_eq!(body["status"], *status, "{what}");
+                assert_eq!(body["traceId"], request_id.as_str(), "{what}");
+            }
+        }
+    }
+    // Good requests, and kept-alive ones, are untouched.
+    let key = server.field("key");
+    let user_id = server.field("user_id");
+    let path = format!("{LIST}?UserId={user_id}");
+    let headers = [("tenant", "acme"), ("x-key", key.as_str())];
+    assert_eq!(http_get(server.port, &path, &headers).unwrap().0, 200);
+    let one = format!("GET {path} HTTP/1.1\r\nHost: a\r\ntenant: acme\r\nx-key: {key}\r\n\r\n");
+    let two = one.replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n");
+    let (response, _) = raw_exchange(server.port, &format!("{one}{two}"), b"", patience);
+    assert_eq!(response.matches("HTTP/1.1 200 OK").count(), 2, "{response}");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains(" unmatched 414 "), "{log}");
 }

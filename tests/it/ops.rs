@@ -281,6 +281,34 @@ crate::both_backends! {
         }
     }
 
+    // A key pasted into x-request-id would otherwise be echoed and logged.
+    async fn a_request_id_shaped_like_a_secret_is_replaced(app: &TestApp) {
+        let w = World::new(app);
+        let secret = w.alice_key.1.clone();
+        let mut typo = secret.clone();
+        typo.pop();
+        typo.push(if secret.ends_with('a') { 'b' } else { 'a' });
+        for value in [secret.clone(), format!("req-{secret}"), typo.clone(), secret.to_ascii_uppercase()] {
+            for req in [
+                test::TestRequest::get().uri(KEYS),
+                as_admin(&w, test::TestRequest::get().uri(&format!("{KEYS}?UserId={}", w.alice.id))),
+                test::TestRequest::get().uri("/user/api-keys").insert_header(("tenant", "acme")),
+            ] {
+                let reply = app.send(req.insert_header(("x-request-id", value.as_str()))).await;
+                let id = assert_sane_request_id(&reply);
+                assert_eq!(id.len(), 32, "{id}");
+                let seen = format!("{id} {}", reply.text).to_ascii_lowercase();
+                assert!(!seen.contains(&secret[3..35].to_ascii_lowercase()), "{value} echoed: {reply:?}");
+                if reply.status.is_client_error() && reply.body.get("traceId").is_some() {
+                    assert_eq!(reply.body["traceId"], id.as_str());
+                }
+            }
+        }
+        // A short token that merely starts like a key is kept.
+        let reply = app.send(test::TestRequest::get().uri("/liveness").insert_header(("x-request-id", "kw_deploy-42"))).await;
+        assert_eq!(reply.header("x-request-id"), Some("kw_deploy-42"));
+    }
+
     async fn unknown_routes_are_404_problems(app: &TestApp) {
         let w = World::new(app);
         for path in ["/nope", "/", "/v1", "/v1/", "/v1/nothing-here", "/v1/user-api-keys/x/y/z", "/v2/user-api-keys", "/v1/user-api-keyz"] {
