@@ -1,7 +1,6 @@
 // Keys: the tenant's keys (an administrator) or one's own, with the API's
-// filters and paging, and creating, rotating and revoking.
-// Editing a key's name needs `PATCH /v1/user-api-keys/{id}`, which the API
-// does not offer yet.
+// filters and paging, and creating, editing (name and metadata), rotating and
+// revoking.
 
 import { h, replace, field, select, notice, modal, confirmDialog, toast, time, utcDay } from "./dom.js";
 import { call, SCOPES } from "./api.js";
@@ -90,15 +89,16 @@ export async function keysView(ctx, query) {
   );
 
   // Table -----------------------------------------------------------------
-  const columns = ["Name", "User", "Scopes", "Created", "Expires", "Last used", "State", "Actions"];
-  const rows = keys.map((key) => {
+  const columns = ["Name", "User", "Scopes", "Metadata", "Created", "Expires", "Last used", "State", "Actions"];
+  const row = (key) => {
     const state = keyState(key);
-    return h(
+    const tr = h(
       "tr",
       { "data-key-id": key.id },
       h("td", { "data-label": "Name", class: "name" }, key.name),
       h("td", { "data-label": "User" }, userLabel(key.user_id)),
       h("td", { "data-label": "Scopes" }, h("ul", { class: "chips" }, key.scopes.map((s) => h("li", { class: "chip" }, s)))),
+      h("td", { "data-label": "Metadata", class: "meta" }, metaSummary(key.meta)),
       h("td", { "data-label": "Created" }, time(key.created_on)),
       h("td", { "data-label": "Expires" }, h("time", { datetime: key.expiration_date }, key.expiration_date)),
       h("td", { "data-label": "Last used" }, time(key.last_used_on)),
@@ -108,13 +108,33 @@ export async function keysView(ctx, query) {
         { "data-label": "Actions", class: "row-actions" },
         me.canManageKeys
           ? [
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "button small",
+                  "data-edit": "",
+                  "aria-label": `Edit ${key.name}`,
+                  onclick: async () => {
+                    const changed = await edit(ctx, key);
+                    if (!changed) return;
+                    // Only this row changed: keep the table (and the reader's place in it).
+                    const fresh = row(changed);
+                    tr.replaceWith(fresh);
+                    fresh.querySelector("[data-edit]").focus();
+                  },
+                },
+                "Edit",
+              ),
               h("button", { type: "button", class: "button small", onclick: () => rotate(ctx, key).then((done) => done && refresh()), "aria-label": `Rotate ${key.name}` }, "Rotate"),
               h("button", { type: "button", class: "button small danger-outline", onclick: () => revoke(ctx, key).then((done) => done && refresh()), "aria-label": `Revoke ${key.name}` }, "Revoke"),
             ]
           : null,
       ),
     );
-  });
+    return tr;
+  };
+  const rows = keys.map(row);
   const filtered = Object.entries(query).some(([k, v]) => v && k !== "take" && k !== "start_with");
   const table = keys.length
     ? h(
@@ -179,9 +199,67 @@ export async function keysView(ctx, query) {
     status,
     table,
     keys.length || query.start_with ? pager : null,
-    h("p", { class: "footnote muted" }, "Revoked keys are not listed. Times are UTC. Renaming a key needs an API call keyward does not offer yet."),
+    h("p", { class: "footnote muted" }, "Revoked keys are not listed. Times are UTC."),
   );
   return view;
+}
+
+// Metadata ------------------------------------------------------------------
+
+const META_SHOWN = 3;
+const META_VALUE_CHARS = 40;
+
+/** A key's metadata in the table: its first members as `name: value` chips. */
+function metaSummary(meta) {
+  const entries = Object.entries(meta && typeof meta === "object" ? meta : {});
+  if (!entries.length) return h("span", { class: "muted" }, "none");
+  const chips = entries.slice(0, META_SHOWN).map(([name, value]) => {
+    const full = `${name}: ${typeof value === "string" ? value : JSON.stringify(value)}`;
+    const shown = full.length > META_VALUE_CHARS ? `${full.slice(0, META_VALUE_CHARS - 1)}…` : full;
+    return h("li", { class: "chip meta", title: full }, shown);
+  });
+  if (entries.length > META_SHOWN) chips.push(h("li", { class: "chip more" }, `+${entries.length - META_SHOWN} more`));
+  return h("ul", { class: "chips" }, chips);
+}
+
+/**
+ * The metadata a person typed: `{ meta }` (an object; empty text is `{}`), or
+ * `{ error }` to show instead of sending. The API checks the size (4 KiB).
+ */
+function parseMeta(text) {
+  if (!text.trim()) return { meta: {} };
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    return { error: `Metadata is not valid JSON: ${e.message}` };
+  }
+  if (!value || typeof value !== "object" || Array.isArray(value)) {
+    return { error: 'Metadata must be a JSON object, like {"team": "payments"}.' };
+  }
+  return { meta: value };
+}
+
+/** The metadata textarea; `meta` pre-fills it, pretty-printed. */
+function metaInput(meta) {
+  const empty = !meta || !Object.keys(meta).length;
+  return h("textarea", {
+    name: "meta",
+    class: "json",
+    rows: empty ? 3 : Math.min(12, JSON.stringify(meta, null, 2).split("\n").length + 1),
+    spellcheck: "false",
+    autocomplete: "off",
+    autocapitalize: "off",
+    value: empty ? "" : JSON.stringify(meta, null, 2),
+    placeholder: '{"team": "payments"}',
+  });
+}
+
+/** Shows why the metadata cannot be sent, on the control and in `error`. */
+function metaRefused(input, error, message) {
+  input.setAttribute("aria-invalid", "true");
+  replace(error, notice("error", message));
+  input.focus();
 }
 
 /** The secret of a new key, shown this once. */
@@ -241,6 +319,7 @@ async function create(ctx) {
       const box = h("input", { type: "checkbox", name: "scopes", value: s, checked: s === "public_api" });
       return h("label", { class: "check" }, box, " ", s);
     });
+    const meta = metaInput(null);
     const error = h("div", { class: "form-error" });
     const submit = h("button", { type: "submit", class: "button primary" }, "Create key");
     return h(
@@ -253,13 +332,17 @@ async function create(ctx) {
             replace(error, notice("error", "Choose at least one scope."));
             return;
           }
+          meta.removeAttribute("aria-invalid");
+          const parsed = parseMeta(meta.value);
+          if (parsed.error) {
+            metaRefused(meta, error, parsed.error);
+            return;
+          }
+          const body = { name: name.value, user_id: user.value, expiration_date: expires.value, scopes };
+          if (Object.keys(parsed.meta).length) body.meta = parsed.meta;
           submit.disabled = true;
           try {
-            close(
-              await call("POST", "/v1/user-api-keys", {
-                body: { name: name.value, user_id: user.value, expiration_date: expires.value, scopes },
-              }),
-            );
+            close(await call("POST", "/v1/user-api-keys", { body }));
           } catch (e) {
             submit.disabled = false;
             replace(error, ctx.failed(e));
@@ -276,6 +359,7 @@ async function create(ctx) {
         h("div", { class: "checks" }, scopeBoxes),
         h("small", { class: "hint" }, "Only scopes the key you signed in with holds."),
       ),
+      field("Metadata (JSON object, optional)", meta, "Shown with the key and to services that verify it; at most 4 KiB."),
       error,
       h(
         "div",
@@ -289,6 +373,61 @@ async function create(ctx) {
   await showSecret("Key created", created);
   toast(`Key “${created.name}” created.`);
   return true;
+}
+
+/** Edits a key's name and metadata; resolves with the changed key, or null. */
+async function edit(ctx, key) {
+  const changed = await modal(`Edit “${key.name}”`, (close) => {
+    const name = h("input", { name: "name", required: true, minlength: 3, maxlength: 255, autocomplete: "off", autofocus: true, value: key.name });
+    const meta = metaInput(key.meta);
+    const error = h("div", { class: "form-error" });
+    const submit = h("button", { type: "submit", class: "button primary" }, "Save");
+    return h(
+      "form",
+      {
+        onsubmit: async (event) => {
+          event.preventDefault();
+          name.removeAttribute("aria-invalid");
+          meta.removeAttribute("aria-invalid");
+          replace(error);
+          const parsed = parseMeta(meta.value);
+          if (parsed.error) {
+            metaRefused(meta, error, parsed.error);
+            return;
+          }
+          // Only what changed: an unchanged form sends nothing.
+          const body = {};
+          if (name.value !== key.name) body.name = name.value;
+          if (JSON.stringify(parsed.meta) !== JSON.stringify(key.meta ?? {})) body.meta = parsed.meta;
+          if (!Object.keys(body).length) {
+            close(null);
+            return;
+          }
+          submit.disabled = true;
+          try {
+            close(await call("PATCH", `/v1/user-api-keys/${encodeURIComponent(key.id)}`, { body }));
+          } catch (e) {
+            submit.disabled = false;
+            if (e.body?.errors?.name) name.setAttribute("aria-invalid", "true");
+            if (e.body?.errors?.meta) meta.setAttribute("aria-invalid", "true");
+            replace(error, ctx.failed(e));
+          }
+        },
+      },
+      field("Name", name, "3 to 255 characters."),
+      field("Metadata (JSON object)", meta, "Replaces the key's metadata; empty for none. At most 4 KiB."),
+      error,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "button subtle", onclick: () => close(null) }, "Cancel"),
+        submit,
+      ),
+    );
+  });
+  if (!changed) return null;
+  toast(`Key “${changed.name}” saved.`);
+  return changed;
 }
 
 async function rotate(ctx, key) {

@@ -32,6 +32,7 @@ let base;
 let admin; // { key, user_id }
 let dora; // a Default users member: { key }
 const requests = [];
+const patches = []; // PATCH requests the page sent: { url, body }
 const problems = []; // page errors, console errors (CSP violations land here), dialogs
 
 function utcDay(days) {
@@ -112,7 +113,7 @@ before(async () => {
 
   admin = cli("bootstrap", "--tenant", "acme", "--email", "admin@acme.test");
   cli("user", "create", "--tenant", "acme", "--email", "dora@acme.test", "--name", "Dora");
-  dora = cli("key", "create", "--tenant", "acme", "--user", "dora@acme.test", "--name", "dora-laptop", "--scope", "public_api", "--scope", "user_key_management");
+  dora = cli("key", "create", "--tenant", "acme", "--user", "dora@acme.test", "--name", "dora-laptop", "--scope", "public_api", "--scope", "user_key_management", "--meta", '{"device":"laptop"}');
   cli("key", "create", "--tenant", "acme", "--user", "admin@acme.test", "--name", XSS);
   cli("key", "create", "--tenant", "acme", "--user", "admin@acme.test", "--name", "short-lived", "--expires", utcDay(5));
 
@@ -132,7 +133,10 @@ before(async () => {
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: "light" });
-  context.on("request", (req) => requests.push(req.url()));
+  context.on("request", (req) => {
+    requests.push(req.url());
+    if (req.method() === "PATCH") patches.push({ url: req.url(), body: req.postData() });
+  });
   page = await context.newPage();
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
@@ -193,6 +197,7 @@ test("a new key's secret is shown once, and works", async () => {
   const dialog = page.getByRole("dialog", { name: "New key" });
   await dialog.getByLabel("Name").fill("ci-deploy");
   await dialog.getByLabel("user_key_management").check();
+  await dialog.getByLabel("Metadata (JSON object, optional)").fill('{"env": "ci"}');
   await dialog.getByRole("button", { name: "Create key" }).click();
   const shown = page.getByRole("dialog", { name: "Key created" });
   await shown.getByText("will never be shown again").waitFor();
@@ -215,6 +220,7 @@ test("a new key's secret is shown once, and works", async () => {
   assert.equal(reply.status, 200, JSON.stringify(reply.body));
   assert.equal(reply.body.name, "ci-deploy");
   assert.deepEqual(reply.body.scopes, ["public_api", "user_key_management"]);
+  assert.deepEqual(reply.body.meta, { env: "ci" });
 });
 
 test("revoking asks first, then the key stops working", async () => {
@@ -266,6 +272,82 @@ test("a key named like markup shows those characters", async () => {
   assert.ok(!problems.some((p) => p.startsWith("dialog")), problems.join("\n"));
 });
 
+test("editing a key's name and metadata: checked first, refused with the API's words, saved, shown as text", async () => {
+  const editButton = () => page.locator("tr", { hasText: "short-lived" }).getByRole("button", { name: /^Edit short-lived/ });
+  const id = await page.locator("tr", { hasText: "short-lived" }).getAttribute("data-key-id");
+  assert.equal(await page.locator(`tr[data-key-id="${id}"] td.meta`).textContent(), "none");
+
+  // Opened from the keyboard; Escape leaves without a request.
+  await editButton().focus();
+  await page.keyboard.press("Enter");
+  const dialog = page.getByRole("dialog", { name: "Edit “short-lived”" });
+  await dialog.waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.name), "name");
+  await page.keyboard.press("Escape");
+  await dialog.waitFor({ state: "detached" });
+  assert.equal(patches.length, 0);
+
+  await editButton().click();
+  const name = dialog.getByLabel("Name");
+  const meta = dialog.getByLabel("Metadata (JSON object)");
+  assert.equal(await name.inputValue(), "short-lived");
+  assert.equal(await meta.inputValue(), "");
+
+  // Not JSON, and JSON that is not an object: a message, and nothing sent.
+  await meta.fill('{"team": ');
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await dialog.getByRole("alert").filter({ hasText: "Metadata is not valid JSON" }).waitFor();
+  assert.equal(await meta.getAttribute("aria-invalid"), "true");
+  await meta.fill('["payments"]');
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await dialog.getByRole("alert").filter({ hasText: "Metadata must be a JSON object" }).waitFor();
+  assert.equal(patches.length, 0);
+
+  // An object the API refuses (over 4 KiB): its own 400 message, dialog still open.
+  await meta.fill(JSON.stringify({ blob: "x".repeat(5000) }));
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await dialog.getByRole("alert").filter({ hasText: "meta must be a JSON object of at most 4 KiB." }).waitFor();
+  assert.equal(patches.length, 1);
+  assert.equal((await api("GET", `/v1/user-api-keys/${id}`, admin.key)).body.name, "short-lived");
+
+  // A good change: the row shows it, and the API has it.
+  const wanted = { team: "payments", x: XSS };
+  await name.fill("short-lived-ci");
+  await meta.fill(JSON.stringify(wanted));
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await dialog.waitFor({ state: "detached" });
+  const row = page.locator(`tr[data-key-id="${id}"]`);
+  await row.locator("td.name", { hasText: "short-lived-ci" }).waitFor();
+  assert.equal(await row.locator("td.name").textContent(), "short-lived-ci");
+  assert.deepEqual(await row.locator("td.meta li").allTextContents(), ["team: payments", `x: ${XSS}`]);
+  assert.equal(await page.locator("table.keys img").count(), 0);
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("aria-label")), "Edit short-lived-ci");
+  // Nine columns still fit a laptop's width: no sideways scrolling to reach the actions.
+  const wrap = await page.locator(".table-wrap").evaluate((el) => [el.scrollWidth, el.clientWidth]);
+  assert.ok(wrap[0] <= wrap[1], `the keys table overflows: ${wrap}`);
+  assert.equal(patches.length, 2);
+  assert.deepEqual(JSON.parse(patches[1].body), { name: "short-lived-ci", meta: wanted });
+  const reply = await api("GET", `/v1/user-api-keys/${id}`, admin.key);
+  assert.equal(reply.status, 200, JSON.stringify(reply.body));
+  assert.equal(reply.body.name, "short-lived-ci");
+  assert.deepEqual(reply.body.meta, wanted);
+
+  // Reopened: the current metadata, pretty-printed, as text.
+  await page.getByRole("button", { name: "Edit short-lived-ci" }).click();
+  const again = page.getByRole("dialog", { name: "Edit “short-lived-ci”" });
+  assert.equal(await again.getByLabel("Metadata (JSON object)").inputValue(), JSON.stringify(wanted, null, 2));
+  assert.equal(await again.locator("img").count(), 0);
+  await shot("10-key-edit");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot("11-key-edit-phone");
+  await page.setViewportSize({ width: 1280, height: 800 });
+  // Saving unchanged sends nothing.
+  await again.getByRole("button", { name: "Save" }).click();
+  await again.waitFor({ state: "detached" });
+  assert.equal(patches.length, 2);
+  assert.ok(!problems.some((p) => p.startsWith("dialog")), problems.join("\n"));
+});
+
 test("an administrator creates and deactivates a user; the last admin is protected", async () => {
   await nav("Users", "Users");
   await page.getByRole("button", { name: "New user" }).click();
@@ -293,7 +375,7 @@ test("an administrator creates and deactivates a user; the last admin is protect
 test("the audit log shows the changes, filtered by user", async () => {
   await nav("Audit log", "Audit log");
   const actions = await page.locator("table.audit tbody tr td:nth-child(2)").allTextContents();
-  for (const action of ["Key created", "Key revoked", "User created", "User deactivated"]) {
+  for (const action of ["Key created", "Key updated", "Key revoked", "User created", "User deactivated"]) {
     assert.ok(actions.includes(action), `${action} in ${actions}`);
   }
   await page.getByLabel("User").selectOption({ label: "erin@acme.test" });
@@ -347,5 +429,5 @@ test("no request left the origin, and the page reported no error", async () => {
   assert.ok(requests.length > 10);
   const foreign = requests.filter((u) => new URL(u).origin !== base);
   assert.deepEqual(foreign, []);
-  assert.deepEqual(problems.filter((p) => !p.includes("401") && !p.includes("403") && !p.includes("409")), []);
+  assert.deepEqual(problems.filter((p) => !p.includes("400") && !p.includes("401") && !p.includes("403") && !p.includes("409")), []);
 });
