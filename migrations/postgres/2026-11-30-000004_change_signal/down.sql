@@ -1,5 +1,11 @@
-DROP TRIGGER api_keys_changed ON api_keys;
-DROP TRIGGER users_changed ON users;
+DROP TRIGGER api_keys_updated ON api_keys;
+DROP TRIGGER api_keys_deleted ON api_keys;
+DROP TRIGGER api_keys_inserted ON api_keys;
+DROP TRIGGER users_updated ON users;
+DROP TRIGGER users_deleted ON users;
+DROP TRIGGER users_inserted ON users;
 DROP TRIGGER tenants_changed ON tenants;
-DROP FUNCTION keyward_note_change();
+DROP FUNCTION keyward_note_row();
+DROP FUNCTION keyward_bump_tenant(TEXT);
+DROP FUNCTION keyward_note_rows();
 DROP TABLE tenant_changes;
