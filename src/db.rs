@@ -45,22 +45,31 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     }
 }
 
+/// What the backend's driver is given to connect to `url`.
+fn connection_string(url: &DatabaseUrl) -> String {
+    match url {
+        DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
+        DatabaseUrl::SqliteMemory => ":memory:".to_owned(),
+        DatabaseUrl::Postgres(url) => url.clone(),
+    }
+}
+
 /// Opens a pool for `url`, creating the SQLite file (and its folder) if needed,
 /// and brings the schema up to date.
 pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<DbPool, Error> {
-    let (conn_url, pool_size) = match url {
+    let pool_size = match url {
         DatabaseUrl::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
             }
-            (path.to_string_lossy().into_owned(), pool_size)
+            pool_size
         }
         // Every connection to ":memory:" is its own database, so the pool holds one.
-        DatabaseUrl::SqliteMemory => (":memory:".to_owned(), 1),
-        DatabaseUrl::Postgres(url) => (url.clone(), pool_size),
+        DatabaseUrl::SqliteMemory => 1,
+        DatabaseUrl::Postgres(_) => pool_size,
     };
-    let manager = ConnectionManager::<DbConnection>::new(conn_url);
+    let manager = ConnectionManager::<DbConnection>::new(connection_string(url));
     let mut builder = Pool::builder()
         .max_size(pool_size)
         .connection_timeout(Duration::from_secs(5))
@@ -88,16 +97,13 @@ pub const WATCH_APPLICATION_NAME: &str = "keyward-changes";
 /// One connection outside the pool, for a task that holds it for good (the
 /// change watch). The schema is the pool's business.
 pub fn establish(url: &DatabaseUrl) -> Result<DbConnection, Error> {
-    let url = match url {
-        DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
-        DatabaseUrl::SqliteMemory => ":memory:".to_owned(),
+    let mut target = connection_string(url);
+    if let DatabaseUrl::Postgres(_) = url {
         // Named, so an operator sees it in pg_stat_activity.
-        DatabaseUrl::Postgres(url) => {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{sep}application_name={WATCH_APPLICATION_NAME}")
-        }
-    };
-    let mut conn = DbConnection::establish(&url)
+        let sep = if target.contains('?') { '&' } else { '?' };
+        target = format!("{target}{sep}application_name={WATCH_APPLICATION_NAME}");
+    }
+    let mut conn = DbConnection::establish(&target)
         .map_err(|e| Error::Unavailable(format!("cannot connect: {e}")))?;
     if let DbConnection::Sqlite(c) = &mut conn {
         c.batch_execute("PRAGMA busy_timeout = 5000;")?;
