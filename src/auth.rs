@@ -184,7 +184,7 @@ async fn authenticate_request(
     let generation = state.auth_cache.generation();
     let (tenant, lookup) = (credentials.tenant.clone(), presented.clone());
     let authenticated = state
-        .db(move |conn| authenticate(conn, &tenant, &lookup, now))
+        .read(move |conn| authenticate(conn, &tenant, &lookup, now))
         .await?;
     if let Presented::Hash(hash) = &presented {
         state.auth_cache.insert(

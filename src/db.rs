@@ -111,6 +111,64 @@ pub fn establish(url: &DatabaseUrl) -> Result<DbConnection, Error> {
     Ok(conn)
 }
 
+/// Read connections of their own for the threads that ask for one (the
+/// async workers), so that a short read on SQLite runs where the request is,
+/// without a hand-off to the blocking pool and back. Only for a SQLite file:
+/// PostgreSQL work never runs on the async executor, and every connection to
+/// `sqlite::memory:` is a database of its own.
+///
+/// Each connection is `query_only` (a write through it fails instead of
+/// slipping past the pool's one write path) and reads, in WAL mode, the last
+/// committed state without waiting for writers.
+pub struct Readers {
+    path: String,
+    connections: thread_local::ThreadLocal<std::cell::RefCell<Option<DbConnection>>>,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readers")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Readers {
+    /// Readers for `url`, if its backend has them.
+    pub fn new(url: &DatabaseUrl) -> Option<Self> {
+        match url {
+            DatabaseUrl::Sqlite(_) => Some(Self {
+                path: connection_string(url),
+                connections: thread_local::ThreadLocal::new(),
+            }),
+            DatabaseUrl::SqliteMemory | DatabaseUrl::Postgres(_) => None,
+        }
+    }
+
+    /// Runs `f` on this thread's read connection, opening it first if needed.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let cell = self.connections.get_or(Default::default);
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| Error::Internal("a read connection was asked for twice".into()))?;
+        let conn = match slot.as_mut() {
+            Some(conn) => conn,
+            None => slot.insert(self.open()?),
+        };
+        f(conn)
+    }
+
+    fn open(&self) -> Result<DbConnection, Error> {
+        let mut conn = SqliteConnection::establish(&self.path)
+            .map_err(|e| Error::Unavailable(format!("cannot open the database: {e}")))?;
+        conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+        Ok(DbConnection::Sqlite(conn))
+    }
+}
+
 /// Applies pending migrations of the connection's backend; returns how many ran.
 pub fn migrate(conn: &mut DbConnection) -> Result<usize, Error> {
     let applied = match conn {

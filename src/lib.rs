@@ -51,11 +51,19 @@ pub struct AppState {
     /// Whether caches may answer; kept fresh by [`AppState::watch_changes`].
     pub changes: changes::ChangeWatch,
     pub metrics: Arc<metrics::Metrics>,
+    /// Per-thread read connections, on a SQLite file; see [`AppState::read`].
+    readers: Option<db::Readers>,
+    /// One permit per pooled connection; see [`AppState::db`].
+    db_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {
     pub fn new(pool: DbPool, settings: Settings, clock: Arc<dyn Clock>) -> Self {
         let settings_limit = settings.auth_failures_per_minute;
+        let readers = config::DatabaseUrl::parse(&settings.database_url)
+            .ok()
+            .and_then(|url| db::Readers::new(&url));
+        let db_slots = tokio::sync::Semaphore::new(pool.max_size() as usize);
         Self {
             pool,
             settings: Arc::new(settings),
@@ -65,6 +73,8 @@ impl AppState {
             auth_cache: auth::cache::AuthCache::default(),
             changes: changes::ChangeWatch::default(),
             metrics: Arc::new(metrics::Metrics::new()),
+            readers,
+            db_slots,
         }
     }
 
@@ -93,13 +103,39 @@ impl AppState {
         self.db(move |conn| state.usage.flush(conn, now)).await
     }
 
+    /// Runs a short read: inline, on this thread's own read connection, on a
+    /// SQLite file (a lookup by key takes microseconds, less than the hand-off
+    /// to the blocking pool and back; see BENCHMARKS.md); else like
+    /// [`AppState::db`]. For reads whose size is bounded by the request (one
+    /// row, one user's keys): a listing of a whole tenant goes through `db`.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.readers {
+            Some(readers) => readers.read(f),
+            None => self.db(f).await,
+        }
+    }
+
     /// Runs `f` with a pooled connection on the blocking thread pool, off the
-    /// async executor.
+    /// async executor. Every write goes this way.
+    ///
+    /// A request waits for a connection here, as a parked future, not in the
+    /// blocking pool: at most as many closures as the pool has connections
+    /// are handed over, so none of them waits on the pool's lock, and no more
+    /// threads are woken than can work.
     pub async fn db<T, F>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
+        let _slot = self
+            .db_slots
+            .acquire()
+            .await
+            .map_err(|_| Error::Unavailable("shutting down".into()))?;
         let pool = self.pool.clone();
         let metrics = Arc::clone(&self.metrics);
         web::block(move || {

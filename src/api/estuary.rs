@@ -234,7 +234,7 @@ impl<'a> TokenView<'a> {
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
     let keys = state
-        .db(move |conn| {
+        .read(move |conn| {
             let own = KeyFilter {
                 user_id: Some(caller.user_id.clone()),
                 ..KeyFilter::default()
@@ -379,7 +379,7 @@ pub struct StatsView {
 pub async fn stats(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
     let keys = state
-        .db(move |conn| keys::all_of_user(conn, &caller.tenant.id, &caller.user_id))
+        .read(move |conn| keys::all_of_user(conn, &caller.tenant.id, &caller.user_id))
         .await?;
     let stats = KeyStats::of(&keys, now);
     Ok(HttpResponse::Ok().json(StatsView {

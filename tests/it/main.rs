@@ -17,6 +17,7 @@ mod openapi;
 mod operability;
 mod ops;
 mod races;
+mod reads;
 mod strict;
 mod v1_keys;
 mod verify;

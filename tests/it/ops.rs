@@ -67,17 +67,19 @@ fn create_body_of_len(w: &World, len: usize) -> Vec<u8> {
 
 /// An app state whose pool can never connect: for this backend, a database that is not there.
 fn dead_state(app: &TestApp) -> web::Data<AppState> {
-    let url = if app.database_url.starts_with("sqlite") {
-        "/nonexistent-keyward-dir/sub/keyward.db".to_owned()
+    let (url, target) = if app.database_url.starts_with("sqlite") {
+        let path = "/nonexistent-keyward-dir/sub/keyward.db";
+        (format!("sqlite://{path}"), path.to_owned())
     } else {
-        "postgres://postgres@127.0.0.1:1/none".to_owned()
+        let url = "postgres://postgres@127.0.0.1:1/none".to_owned();
+        (url.clone(), url)
     };
     let pool = Pool::builder()
         .connection_timeout(Duration::from_millis(300))
-        .build_unchecked(ConnectionManager::<keyward::db::DbConnection>::new(url));
+        .build_unchecked(ConnectionManager::<keyward::db::DbConnection>::new(target));
     web::Data::new(AppState::new(
         pool,
-        settings(&app.database_url),
+        settings(&url),
         Arc::new(app.clock.clone()),
     ))
 }

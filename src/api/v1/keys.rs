@@ -438,10 +438,14 @@ pub async fn list(
     }
     let (filter, page) = (KeyFilter::from(filter), Page::from(page));
     let now = state.clock.now();
-    let keys = state
-        .db(move |conn| keys::list_for(conn, &caller, &filter, &page, now))
-        .await
-        .map_err(|e| fields_named(e, &[("user_id", "UserId")]))?;
+    // One user's keys (or a page) are few; a whole tenant's may be many.
+    let bounded = filter.user_id.is_some() || page.take.is_some();
+    let list = move |conn: &mut _| keys::list_for(conn, &caller, &filter, &page, now);
+    let keys = match bounded {
+        true => state.read(list).await,
+        false => state.db(list).await,
+    }
+    .map_err(|e| fields_named(e, &[("user_id", "UserId")]))?;
     Ok(HttpResponse::Ok().json(keys.iter().map(KeyView::from).collect::<Vec<_>>()))
 }
 
@@ -502,7 +506,7 @@ pub async fn get(
     let id = path_id(&req, "id");
     let now = state.clock.now();
     let key = state
-        .db(move |conn| keys::get_for(conn, &caller, &id, now))
+        .read(move |conn| keys::get_for(conn, &caller, &id, now))
         .await?;
     Ok(HttpResponse::Ok().json(KeyView::from(&key)))
 }

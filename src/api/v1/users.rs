@@ -278,7 +278,7 @@ pub async fn get(
 ) -> Result<HttpResponse, Error> {
     let id = path_id(&req, "id");
     let user = state
-        .db(move |conn| users::get_for(conn, &caller, &id))
+        .read(move |conn| users::get_for(conn, &caller, &id))
         .await?;
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
