@@ -13,6 +13,8 @@
 
 pub mod secret;
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use diesel::dsl;
 use diesel::prelude::*;
@@ -504,7 +506,7 @@ pub fn list_for(
     page: &Page,
     now: DateTime<Utc>,
 ) -> Result<Vec<ApiKey>, Error> {
-    caller.require_scope(Scope::UserKeyManagement)?;
+    require_listing(caller)?;
     match filter.user_id.as_deref() {
         None => caller.require_admin("Only Administrators may list every key")?,
         Some(id) if id != caller.user_id => {
@@ -516,6 +518,117 @@ pub fn list_for(
         Some(_) => {}
     }
     list(conn, &caller.tenant.id, filter, page, now)
+}
+
+/// What every listing of keys requires of the calling key.
+fn require_listing(caller: &Caller) -> Result<(), Error> {
+    caller.require_scope(Scope::UserKeyManagement)
+}
+
+/// The hot path of a listing, authorized: the caller's own keys, unfiltered
+/// and unpaged, as of `now`. Asked of many callers at once by [`own_keys_of`].
+#[derive(Debug, Clone)]
+pub struct OwnKeys {
+    tenant_id: String,
+    user_id: String,
+    now: DateTime<Utc>,
+}
+
+impl OwnKeys {
+    /// The question `caller` may ask, if its key may list keys at all.
+    pub fn of(caller: &Caller, now: DateTime<Utc>) -> Result<Self, Error> {
+        require_listing(caller)?;
+        Ok(Self {
+            tenant_id: caller.tenant.id.clone(),
+            user_id: caller.user_id.clone(),
+            now,
+        })
+    }
+}
+
+impl KeyFilter {
+    /// Whether this listing is `caller`'s own keys and nothing else, which
+    /// [`OwnKeys`] answers.
+    pub fn is_own_keys(&self, caller: &Caller) -> bool {
+        let Self {
+            user_id,
+            state,
+            expires_before,
+            last_used_before,
+        } = self;
+        user_id.as_deref() == Some(caller.user_id.as_str())
+            && state.is_none()
+            && expires_before.is_none()
+            && last_used_before.is_none()
+    }
+}
+
+/// Answers many [`OwnKeys`] questions, in order, with one query per tenant:
+/// what [`list_for`] lists for each.
+pub fn own_keys_of(conn: &mut DbConnection, asks: &[OwnKeys]) -> Result<Vec<Vec<ApiKey>>, Error> {
+    let mut tenants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for ask in asks {
+        tenants
+            .entry(&ask.tenant_id)
+            .or_default()
+            .push(&ask.user_id);
+    }
+    // Keys not revoked at the earliest `now`; each ask keeps those not revoked at its own.
+    let Some(earliest) = asks.iter().map(|ask| ask.now).min() else {
+        return Ok(Vec::new());
+    };
+    let mut found: HashMap<(&str, String), Vec<ApiKey>> = HashMap::new();
+    for (tenant_id, mut users) in tenants {
+        users.sort_unstable();
+        users.dedup();
+        let earliest = earliest.naive_utc();
+        let rows = match users.as_slice() {
+            // A query of fixed shape, so the connection keeps it prepared.
+            [user_id] => api_keys::table
+                .filter(api_keys::tenant_id.eq(tenant_id))
+                .filter(api_keys::user_id.eq(user_id))
+                .filter(not_revoked(earliest))
+                .order((api_keys::created_at.asc(), api_keys::id.asc()))
+                .select(KeyRow::as_select())
+                .load::<KeyRow>(conn)?,
+            _ => api_keys::table
+                .filter(api_keys::tenant_id.eq(tenant_id))
+                .filter(api_keys::user_id.eq_any(&users))
+                .filter(not_revoked(earliest))
+                .order((api_keys::created_at.asc(), api_keys::id.asc()))
+                .select(KeyRow::as_select())
+                .load::<KeyRow>(conn)?,
+        };
+        for row in rows {
+            let key = ApiKey::from(row);
+            found
+                .entry((tenant_id, key.user_id.clone()))
+                .or_default()
+                .push(key);
+        }
+    }
+    // The same user may ask several times in one batch: the last one takes the keys.
+    let mut asked: HashMap<(&str, &str), usize> = HashMap::new();
+    for ask in asks {
+        *asked.entry((&ask.tenant_id, &ask.user_id)).or_default() += 1;
+    }
+    Ok(asks
+        .iter()
+        .map(|ask| {
+            let id = (ask.tenant_id.as_str(), ask.user_id.as_str());
+            let left = asked.get_mut(&id).map(|n| {
+                *n -= 1;
+                *n
+            });
+            let found_id = (id.0, ask.user_id.clone());
+            let mut keys = match left {
+                Some(0) => found.remove(&found_id).unwrap_or_default(),
+                _ => found.get(&found_id).cloned().unwrap_or_default(),
+            };
+            keys.retain(|key| key.state(ask.now) != KeyState::Revoked);
+            keys
+        })
+        .collect())
 }
 
 fn midnight(date: NaiveDate) -> NaiveDateTime {

@@ -10,6 +10,7 @@ pub mod access;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod changes;
 pub mod clock;
 pub mod config;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Per-thread read connections, on a SQLite file; see [`AppState::read`].
     readers: Option<db::Readers>,
+    /// The hot path of a listing, batched on PostgreSQL; see [`AppState::own_keys`].
+    own_keys: batch::Batcher<keys::OwnKeys, Vec<keys::ApiKey>>,
     /// One permit per pooled connection; see [`AppState::db`].
     db_slots: tokio::sync::Semaphore,
 }
@@ -74,6 +77,7 @@ impl AppState {
             changes: changes::ChangeWatch::default(),
             metrics: Arc::new(metrics::Metrics::new()),
             readers,
+            own_keys: batch::Batcher::new(keys::own_keys_of),
             db_slots,
         }
     }
@@ -117,6 +121,38 @@ impl AppState {
             Some(readers) => readers.read(f),
             None => self.db(f).await,
         }
+    }
+
+    /// A caller's own keys (the hot path of a listing): one short read on a
+    /// SQLite file; on PostgreSQL a question in a [`batch`] with those of
+    /// the requests that arrive meanwhile, one query for them all.
+    pub async fn own_keys(
+        self: &Arc<Self>,
+        ask: keys::OwnKeys,
+    ) -> Result<Vec<keys::ApiKey>, Error> {
+        if self.readers.is_some() {
+            let mut answers = self
+                .read(move |conn| keys::own_keys_of(conn, std::slice::from_ref(&ask)))
+                .await?;
+            return Ok(answers.pop().unwrap_or_default());
+        }
+        let state = Arc::clone(self);
+        self.own_keys
+            .ask(ask, move || {
+                actix_web::rt::spawn(async move {
+                    let drain = Arc::clone(&state);
+                    let drained = state
+                        .db(move |conn| {
+                            drain.own_keys.drain(conn);
+                            Ok(())
+                        })
+                        .await;
+                    if let Err(error) = drained {
+                        state.own_keys.fail(&error);
+                    }
+                });
+            })
+            .await
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool, off the

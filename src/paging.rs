@@ -22,6 +22,11 @@ pub struct Page {
 }
 
 impl Page {
+    /// No paging asked for: the whole listing.
+    pub fn is_whole(&self) -> bool {
+        self.take.is_none() && self.start_with.is_none()
+    }
+
     /// `take`, or [`DEFAULT_TAKE`] for listings that are always paged.
     pub fn take_or_default(&self) -> u32 {
         self.take.unwrap_or(DEFAULT_TAKE)

@@ -16,7 +16,7 @@ use crate::api::timestamp;
 use crate::audit::Event;
 use crate::error::Error;
 use crate::keys::{
-    self, secret, ApiKey, Expiry, KeyFilter, KeyRef, KeyState, KeyStats, NewKey, Scope,
+    self, secret, ApiKey, Expiry, KeyRef, KeyState, KeyStats, NewKey, OwnKeys, Scope,
 };
 use crate::paging::Page;
 use crate::users::User;
@@ -233,15 +233,7 @@ impl<'a> TokenView<'a> {
 )]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
-    let keys = state
-        .read(move |conn| {
-            let own = KeyFilter {
-                user_id: Some(caller.user_id.clone()),
-                ..KeyFilter::default()
-            };
-            keys::list_for(conn, &caller, &own, &Page::default(), now)
-        })
-        .await?;
+    let keys = state.own_keys(OwnKeys::of(&caller, now)?).await?;
     Ok(HttpResponse::Ok().json(
         keys.iter()
             .map(|k| TokenView::new(k, ""))

@@ -52,3 +52,66 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    async fn concurrent_listings_each_get_their_own_keys(app: &TestApp) {
+        // Two tenants, several users each; on PostgreSQL the listings below are
+        // answered in batches, several users per query.
+        struct Caller {
+            tenant: &'static str,
+            user_id: String,
+            secret: String,
+            ids: Vec<String>,
+            hashes: Vec<String>,
+        }
+        let mut callers = Vec::new();
+        for tenant_name in ["acme", "beta"] {
+            let tenant = app.tenant(tenant_name);
+            for n in 0..4 {
+                let user = app.user(&tenant, &format!("u{n}@{tenant_name}.example"), &[]);
+                let mut caller = Caller {
+                    tenant: tenant_name,
+                    user_id: user.id.clone(),
+                    secret: String::new(),
+                    ids: Vec::new(),
+                    hashes: Vec::new(),
+                };
+                for _ in 0..=n {
+                    let (key, secret) = app.key(&tenant, &user, &[Scope::UserKeyManagement]);
+                    caller.ids.push(key.id);
+                    caller.hashes.push(key.token_hash);
+                    caller.secret = secret;
+                }
+                // A revoked key is never listed.
+                let (gone, _) = app.key(&tenant, &user, &[Scope::UserKeyManagement]);
+                let path = format!("/v1/user-api-keys/{}", gone.id);
+                let reply = app.delete(&path, tenant_name, &caller.secret).await;
+                assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+                callers.push(caller);
+            }
+        }
+        let listed = |reply: &Reply, field: &str| -> Vec<String> {
+            assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+            reply.body.as_array().unwrap().iter()
+                .map(|key| key[field].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let v1_paths: Vec<String> = callers
+            .iter()
+            .map(|c| format!("/v1/user-api-keys?UserId={}", c.user_id))
+            .collect();
+        for _round in 0..5 {
+            let v1 = callers.iter().zip(&v1_paths).map(|(c, path)| app.get(path, c.tenant, &c.secret));
+            let estuary = callers.iter().map(|c| app.get("/user/api-keys", c.tenant, &c.secret));
+            let (v1, estuary) = futures_util::future::join(
+                futures_util::future::join_all(v1),
+                futures_util::future::join_all(estuary),
+            )
+            .await;
+            for ((caller, v1), estuary) in callers.iter().zip(&v1).zip(&estuary) {
+                assert_eq!(listed(v1, "id"), caller.ids, "exactly the caller's keys, in order");
+                assert_eq!(listed(estuary, "tokenHash"), caller.hashes);
+            }
+        }
+    }
+}

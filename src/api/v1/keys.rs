@@ -17,7 +17,7 @@ use crate::api::input::{path_id, Body, JsonObject, QueryParams};
 use crate::api::timestamp;
 use crate::error::{Error, FieldErrors};
 use crate::keys::{
-    self, ApiKey, Expiry, KeyChange, KeyFilter, KeyState, Meta, NewKey, Rotation, Scope,
+    self, ApiKey, Expiry, KeyChange, KeyFilter, KeyState, Meta, NewKey, OwnKeys, Rotation, Scope,
     SCOPES_INVALID, USER_ID_INVALID,
 };
 use crate::paging::Page;
@@ -438,12 +438,16 @@ pub async fn list(
     }
     let (filter, page) = (KeyFilter::from(filter), Page::from(page));
     let now = state.clock.now();
-    // One user's keys (or a page) are few; a whole tenant's may be many.
-    let bounded = filter.user_id.is_some() || page.take.is_some();
-    let list = move |conn: &mut _| keys::list_for(conn, &caller, &filter, &page, now);
-    let keys = match bounded {
-        true => state.read(list).await,
-        false => state.db(list).await,
+    let keys = if filter.is_own_keys(&caller) && page.is_whole() {
+        state.own_keys(OwnKeys::of(&caller, now)?).await
+    } else {
+        // One user's keys (or a page) are few; a whole tenant's may be many.
+        let bounded = filter.user_id.is_some() || page.take.is_some();
+        let list = move |conn: &mut _| keys::list_for(conn, &caller, &filter, &page, now);
+        match bounded {
+            true => state.read(list).await,
+            false => state.db(list).await,
+        }
     }
     .map_err(|e| fields_named(e, &[("user_id", "UserId")]))?;
     Ok(HttpResponse::Ok().json(keys.iter().map(KeyView::from).collect::<Vec<_>>()))
