@@ -17,6 +17,12 @@ use keyward::error::Error;
 use keyward::keys::{self, Expiry, Meta, NewKey, Scope};
 use keyward::{tenants, users, AppState};
 
+/// mimalloc: a request allocates a few dozen small blocks on one worker and
+/// frees them on the same; glibc's allocator spent a tenth of the hot paths'
+/// time there (perf, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "keyward", version, about = "Multi-tenant API key management")]
 struct Cli {
