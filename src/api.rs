@@ -32,26 +32,50 @@ pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     Timestamp(t).to_string()
 }
 
-/// An instant as [`timestamp`] writes it, for writing straight into a
-/// serializer (`collect_str`) without a `String`.
+/// An instant as [`timestamp`] writes it; serializes as that string without
+/// allocating one.
+#[derive(Debug, Clone, Copy)]
 pub struct Timestamp(pub chrono::DateTime<chrono::Utc>);
+
+impl Timestamp {
+    /// `YYYY-MM-DDTHH:MM:SSZ`, written digit by digit: `format()` parses its
+    /// pattern on every call, and a listing writes thirty of these. Years
+    /// outside 0..=9999 (never stored) fall back to chrono.
+    fn write<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        use chrono::{Datelike, Timelike};
+        let t = self.0;
+        let Ok(year) = u32::try_from(t.year()) else {
+            return f(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        };
+        if year > 9999 {
+            return f(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+        let mut out = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, width: usize, mut n: u32| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, t.month());
+        put(8, 2, t.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        put(17, 2, t.second());
+        f(std::str::from_utf8(&out).unwrap_or_default())
+    }
+}
 
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use chrono::{Datelike, Timelike};
-        // Written out by hand: `format()` parses its pattern on every call, and
-        // this runs ten times per hot-path response.
-        let t = self.0;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
+        self.write(|s| f.write_str(s))
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.write(|s| serializer.serialize_str(s))
     }
 }
 
@@ -69,10 +93,22 @@ mod tests {
         let t = chrono::Utc.with_ymd_and_hms(2023, 8, 8, 9, 5, 7).unwrap()
             + chrono::TimeDelta::microseconds(999_999);
         assert_eq!(super::timestamp(t), "2023-08-08T09:05:07Z");
-        let t = chrono::Utc.with_ymd_and_hms(987, 1, 2, 3, 4, 5).unwrap();
-        assert_eq!(
-            super::timestamp(t),
-            t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-        );
+        for t in [
+            chrono::Utc.with_ymd_and_hms(987, 1, 2, 3, 4, 5).unwrap(),
+            chrono::Utc
+                .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+                .unwrap(),
+            chrono::Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            chrono::Utc.with_ymd_and_hms(-1, 1, 1, 0, 0, 0).unwrap(),
+        ] {
+            assert_eq!(
+                super::timestamp(t),
+                t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+            );
+            assert_eq!(
+                serde_json::to_string(&super::Timestamp(t)).unwrap(),
+                format!("\"{}\"", super::timestamp(t))
+            );
+        }
     }
 }

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use self::secret::Secret;
 use crate::access::Caller;
 use crate::audit::{self, Action, Actor, Target};
-use crate::db::{DbConnection, MultiBackend};
+use crate::db::{DbConnection, MultiBackend, Stamp};
 use crate::error::{Error, FieldErrors};
 use crate::paging::{self, Page};
 use crate::schema::{api_keys, users};
@@ -162,11 +162,11 @@ struct KeyRow {
     name: String,
     secret_hash: String,
     scopes: String,
-    expires_at: NaiveDateTime,
-    created_at: NaiveDateTime,
-    updated_at: Option<NaiveDateTime>,
-    revoked_at: Option<NaiveDateTime>,
-    last_used_at: Option<NaiveDateTime>,
+    expires_at: Stamp,
+    created_at: Stamp,
+    updated_at: Option<Stamp>,
+    revoked_at: Option<Stamp>,
+    last_used_at: Option<Stamp>,
     meta: String,
 }
 
@@ -178,11 +178,11 @@ impl From<KeyRow> for ApiKey {
             name: row.name,
             token_hash: row.secret_hash,
             scopes: decode_scopes(&row.scopes),
-            expires_at: row.expires_at.and_utc(),
-            created_at: row.created_at.and_utc(),
-            updated_at: row.updated_at.map(|t| t.and_utc()),
-            revoked_at: row.revoked_at.map(|t| t.and_utc()),
-            last_used_at: row.last_used_at.map(|t| t.and_utc()),
+            expires_at: row.expires_at.0.and_utc(),
+            created_at: row.created_at.0.and_utc(),
+            updated_at: row.updated_at.map(|t| t.0.and_utc()),
+            revoked_at: row.revoked_at.map(|t| t.0.and_utc()),
+            last_used_at: row.last_used_at.map(|t| t.0.and_utc()),
             meta: Meta::decode(&row.meta),
         }
     }

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, Modify, PartialSchema, ToSchema};
 use super::{fields_named, param, push, uuid_param, PageQuery, ResultOk, OK};
 use crate::access::Caller;
 use crate::api::input::{path_id, Body, JsonObject, QueryParams};
-use crate::api::timestamp;
+use crate::api::Timestamp;
 use crate::error::{Error, FieldErrors};
 use crate::keys::{
     self, ApiKey, Expiry, KeyChange, KeyFilter, KeyState, Meta, NewKey, OwnKeys, Rotation, Scope,
@@ -56,15 +56,15 @@ pub struct KeyView<'a> {
     name: &'a str,
     /// The key's last valid day (UTC); it is rejected from 00:00Z of the next day.
     expiration_date: NaiveDate,
-    #[schema(format = DateTime)]
-    created_on: String,
+    #[schema(value_type = String, format = DateTime)]
+    created_on: Timestamp,
     /// `null` until the key is changed.
-    #[schema(format = DateTime, required = true)]
-    updated_on: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    updated_on: Option<Timestamp>,
     scopes: &'a [Scope],
     /// The last successful authentication, accurate to about a minute; `null` if never used.
-    #[schema(format = DateTime, required = true)]
-    last_used_on: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    last_used_on: Option<Timestamp>,
     /// What the tenant attached to the key; `{}` when nothing.
     #[schema(value_type = Object)]
     meta: &'a serde_json::Map<String, Value>,
@@ -77,10 +77,10 @@ impl<'a> From<&'a ApiKey> for KeyView<'a> {
             user_id: &key.user_id,
             name: &key.name,
             expiration_date: key.expiration_date(),
-            created_on: timestamp(key.created_at),
-            updated_on: key.updated_at.map(timestamp),
+            created_on: Timestamp(key.created_at),
+            updated_on: key.updated_at.map(Timestamp),
             scopes: &key.scopes,
-            last_used_on: key.last_used_at.map(timestamp),
+            last_used_on: key.last_used_at.map(Timestamp),
             meta: key.meta.as_map(),
         }
     }
