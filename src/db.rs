@@ -418,6 +418,25 @@ pub fn lock_users_with_roles(
     Ok(())
 }
 
+/// SQLite's `PRAGMA data_version` on this connection: it differs from the
+/// last answer exactly when another connection committed since. `None` on
+/// PostgreSQL, which has no such counter.
+pub fn data_version(conn: &mut DbConnection) -> Result<Option<i64>, Error> {
+    #[derive(QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        data_version: i64,
+    }
+    match conn {
+        DbConnection::Sqlite(c) => Ok(Some(
+            diesel::sql_query("PRAGMA data_version")
+                .get_result::<Version>(c)?
+                .data_version,
+        )),
+        DbConnection::Postgres(_) => Ok(None),
+    }
+}
+
 /// Whether the database answers; for `/readiness`.
 pub fn ping(conn: &mut DbConnection) -> Result<(), Error> {
     conn.batch_execute("SELECT 1").map_err(Error::from)

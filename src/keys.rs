@@ -535,6 +535,17 @@ pub struct OwnKeys {
 }
 
 impl OwnKeys {
+    /// Which user's keys, as `tenant id` and `user id`.
+    pub fn user(&self) -> (&str, &str) {
+        (&self.tenant_id, &self.user_id)
+    }
+
+    /// Drops from an answer read earlier the keys no longer listed at this
+    /// question's `now` (a revocation scheduled by a rotation has come).
+    pub fn keep_listed(&self, keys: &mut Vec<ApiKey>) {
+        keys.retain(|key| key.state(self.now) != KeyState::Revoked);
+    }
+
     /// The question `caller` may ask, if its key may list keys at all.
     pub fn of(caller: &Caller, now: DateTime<Utc>) -> Result<Self, Error> {
         require_listing(caller)?;
@@ -625,7 +636,7 @@ pub fn own_keys_of(conn: &mut DbConnection, asks: &[OwnKeys]) -> Result<Vec<Vec<
                 Some(0) => found.remove(&found_id).unwrap_or_default(),
                 _ => found.get(&found_id).cloned().unwrap_or_default(),
             };
-            keys.retain(|key| key.state(ask.now) != KeyState::Revoked);
+            ask.keep_listed(&mut keys);
             keys
         })
         .collect())

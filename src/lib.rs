@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod keys;
+pub mod memo;
 pub mod metrics;
 pub mod paging;
 pub mod schema;
@@ -56,6 +57,8 @@ pub struct AppState {
     readers: Option<db::Readers>,
     /// The hot path of a listing, batched on PostgreSQL; see [`AppState::own_keys`].
     own_keys: batch::Batcher<keys::OwnKeys, Vec<keys::ApiKey>>,
+    /// The hot path of a listing, remembered on SQLite; see [`AppState::own_keys`].
+    own_keys_memo: memo::Memo<Vec<keys::ApiKey>>,
     /// One permit per pooled connection; see [`AppState::db`].
     db_slots: tokio::sync::Semaphore,
 }
@@ -78,6 +81,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::new()),
             readers,
             own_keys: batch::Batcher::new(keys::own_keys_of),
+            own_keys_memo: memo::Memo::default(),
             db_slots,
         }
     }
@@ -123,18 +127,34 @@ impl AppState {
         }
     }
 
-    /// A caller's own keys (the hot path of a listing): one short read on a
-    /// SQLite file; on PostgreSQL a question in a [`batch`] with those of
-    /// the requests that arrive meanwhile, one query for them all.
+    /// A caller's own keys (the hot path of a listing). On a SQLite file: a
+    /// [`memo`]ized answer while the database has not changed, else one short
+    /// read. On PostgreSQL: a question in a [`batch`] with those of the
+    /// requests that arrive meanwhile, one query for them all.
     pub async fn own_keys(
         self: &Arc<Self>,
         ask: keys::OwnKeys,
     ) -> Result<Vec<keys::ApiKey>, Error> {
-        if self.readers.is_some() {
-            let mut answers = self
-                .read(move |conn| keys::own_keys_of(conn, std::slice::from_ref(&ask)))
-                .await?;
-            return Ok(answers.pop().unwrap_or_default());
+        if let Some(readers) = &self.readers {
+            return readers.read(|conn| {
+                // Asked before the read: a commit in between leaves the
+                // answer kept under the older version, and read again.
+                let version = db::data_version(conn)?.unwrap_or_default();
+                let (tenant_id, user_id) = ask.user();
+                let memo_key = format!("{tenant_id}/{user_id}");
+                let mut keys = match self.own_keys_memo.get(&memo_key, version) {
+                    Some(keys) => keys,
+                    None => {
+                        let keys = keys::own_keys_of(conn, std::slice::from_ref(&ask))?
+                            .pop()
+                            .unwrap_or_default();
+                        self.own_keys_memo.put(memo_key, version, keys.clone());
+                        keys
+                    }
+                };
+                ask.keep_listed(&mut keys);
+                Ok(keys)
+            });
         }
         let state = Arc::clone(self);
         self.own_keys

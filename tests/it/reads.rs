@@ -115,3 +115,54 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    async fn a_listing_follows_every_commit_at_once(app: &TestApp) {
+        // On a SQLite file the listing is remembered per worker while the
+        // database has not changed: each commit below, made on another
+        // connection, must show in the very next listing.
+        let tenant = app.tenant("acme");
+        let user = app.user(&tenant, "a@example.com", &[]);
+        let (first, secret) = app.key(&tenant, &user, &[Scope::UserKeyManagement]);
+        let path = format!("/v1/user-api-keys?UserId={}", user.id);
+        let ids = |reply: &Reply| -> Vec<String> {
+            assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+            reply.body.as_array().unwrap().iter()
+                .map(|key| key["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let mut expected = vec![first.id.clone()];
+        for _ in 0..2 {
+            assert_eq!(ids(&app.get(&path, "acme", &secret).await), expected);
+        }
+        // Created on another connection (as the CLI or another instance would).
+        let (second, _) = app.key(&tenant, &user, &[Scope::PublicApi]);
+        expected.push(second.id.clone());
+        assert_eq!(ids(&app.get(&path, "acme", &secret).await), expected);
+        // Renamed and revoked in plain SQL.
+        diesel::update(api_keys::table.filter(api_keys::id.eq(&second.id)))
+            .set(api_keys::name.eq("renamed"))
+            .execute(&mut *app.conn())
+            .unwrap();
+        let reply = app.get(&path, "acme", &secret).await;
+        assert_eq!(reply.body[1]["name"], "renamed", "{}", reply.text);
+        diesel::update(api_keys::table.filter(api_keys::id.eq(&second.id)))
+            .set(api_keys::revoked_at.eq(app.now().naive_utc()))
+            .execute(&mut *app.conn())
+            .unwrap();
+        expected.pop();
+        assert_eq!(ids(&app.get(&path, "acme", &secret).await), expected);
+        // A revocation scheduled for later (a rotation's grace) comes with the clock alone.
+        let later = app.now() + chrono::TimeDelta::hours(1);
+        diesel::update(api_keys::table.filter(api_keys::id.eq(&first.id)))
+            .set(api_keys::revoked_at.eq(later.naive_utc()))
+            .execute(&mut *app.conn())
+            .unwrap();
+        let (_, fresh) = app.key(&tenant, &user, &[Scope::UserKeyManagement]);
+        let listed = ids(&app.get(&path, "acme", &fresh).await);
+        assert!(listed.contains(&first.id));
+        app.clock.advance(chrono::TimeDelta::hours(2));
+        let listed = ids(&app.get(&path, "acme", &fresh).await);
+        assert!(!listed.contains(&first.id), "a key past its scheduled revocation is not listed");
+    }
+}
