@@ -27,6 +27,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     console::configure(cfg);
 }
 
+/// A resource whose route template the request middleware reads back from
+/// its app data (for metrics and logs), instead of matching the path against
+/// every route again (`match_pattern`).
+pub fn resource(pattern: &'static str) -> actix_web::Resource {
+    web::resource(pattern).app_data(Route(pattern))
+}
+
+/// The route template a request matched; see [`resource`].
+#[derive(Debug, Clone, Copy)]
+pub struct Route(pub &'static str);
+
 /// ISO-8601 UTC, second precision, `Z` suffix: how both dialects show instants.
 pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     Timestamp(t).to_string()
@@ -43,7 +54,7 @@ impl Timestamp {
     /// outside 0..=9999 (never stored) fall back to chrono.
     fn write<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         use chrono::{Datelike, Timelike};
-        let t = self.0;
+        let t = self.0.naive_utc();
         let Ok(year) = u32::try_from(t.year()) else {
             return f(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
         };
@@ -76,6 +87,18 @@ impl std::fmt::Display for Timestamp {
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.write(|s| serializer.serialize_str(s))
+    }
+}
+
+/// A 200 with `value` as JSON, written into a buffer sized for `size_hint`
+/// bytes (a listing knows roughly how long it is; growing the buffer copies it).
+pub fn json_ok(value: &impl serde::Serialize, size_hint: usize) -> actix_web::HttpResponse {
+    let mut body = Vec::with_capacity(size_hint);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => actix_web::HttpResponse::Ok()
+            .content_type(actix_web::http::header::ContentType::json())
+            .body(body),
+        Err(e) => actix_web::HttpResponse::from_error(Error::Internal(e.to_string())),
     }
 }
 

@@ -27,9 +27,9 @@ use crate::error::Error;
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/console").route(web::get().to(index)))
-        .service(web::resource("/console/config.json").route(web::get().to(console_config)))
-        .service(web::resource("/console/assets/{file}").route(web::get().to(asset)));
+    cfg.service(crate::api::resource("/console").route(web::get().to(index)))
+        .service(crate::api::resource("/console/config.json").route(web::get().to(console_config)))
+        .service(crate::api::resource("/console/assets/{file}").route(web::get().to(asset)));
 }
 
 /// The policy of every console response: this origin only, no inline code.

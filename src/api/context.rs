@@ -123,10 +123,7 @@ pub async fn middleware(
             log::error!(
                 "[{request_id}] {} {}: {error}",
                 res.request().method(),
-                res.request()
-                    .match_pattern()
-                    .as_deref()
-                    .unwrap_or("unmatched")
+                route_of(res.request())
             );
         }
         // Only the body is the dialect's: headers the handler or actix set
@@ -165,8 +162,7 @@ pub async fn middleware(
             state.auth_cache.clear();
         }
     }
-    let route = res.request().match_pattern();
-    let route = route.as_deref().unwrap_or("unmatched");
+    let route = route_of(res.request());
     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
         state.metrics.observe_request(
             route,
@@ -177,6 +173,12 @@ pub async fn middleware(
     }
     access_log(&res, &request_id, route, elapsed);
     Ok(res)
+}
+
+/// The route template `req` matched, or `unmatched`.
+fn route_of(req: &actix_web::HttpRequest) -> &'static str {
+    req.app_data::<super::Route>()
+        .map_or("unmatched", |route| route.0)
 }
 
 /// One line per request. Only the route template is logged, never the path or

@@ -31,9 +31,9 @@ use crate::error::Error;
 use crate::keys::Scope;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/openapi.json").route(web::get().to(openapi_json)))
-        .service(web::resource("/docs").route(web::get().to(swagger_index)))
-        .service(web::resource("/docs/{file}").route(web::get().to(swagger_file)));
+    cfg.service(crate::api::resource("/openapi.json").route(web::get().to(openapi_json)))
+        .service(crate::api::resource("/docs").route(web::get().to(swagger_index)))
+        .service(crate::api::resource("/docs/{file}").route(web::get().to(swagger_file)));
 }
 
 #[derive(OpenApi)]

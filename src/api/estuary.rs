@@ -24,13 +24,13 @@ use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/user/api-keys")
+        crate::api::resource("/user/api-keys")
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
-    .service(web::resource("/user/api-keys/{key_or_hash}").route(web::delete().to(revoke)))
-    .service(web::resource("/user/stats").route(web::get().to(stats)))
-    .service(web::resource("/user/export").route(web::get().to(export)));
+    .service(crate::api::resource("/user/api-keys/{key_or_hash}").route(web::delete().to(revoke)))
+    .service(crate::api::resource("/user/stats").route(web::get().to(stats)))
+    .service(crate::api::resource("/user/export").route(web::get().to(export)));
 }
 
 /// Estuary's error body, `{"error":{"code","reason","details"}}`.

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics));
+    cfg.service(crate::api::resource("/metrics").route(web::get().to(metrics)));
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, Error> {

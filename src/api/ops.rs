@@ -10,12 +10,12 @@ use crate::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // HEAD too: load balancers often probe with it (actix sends no body for HEAD).
     cfg.service(
-        web::resource("/liveness")
+        crate::api::resource("/liveness")
             .route(web::get().to(liveness))
             .route(web::head().to(liveness)),
     )
     .service(
-        web::resource("/readiness")
+        crate::api::resource("/readiness")
             .route(web::get().to(readiness))
             .route(web::head().to(readiness)),
     );

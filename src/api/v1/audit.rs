@@ -15,7 +15,7 @@ use crate::paging::Page;
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/v1/audit-events").route(web::get().to(list)));
+    cfg.service(crate::api::resource("/v1/audit-events").route(web::get().to(list)));
 }
 
 /// An event of this dialect.

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, Modify, PartialSchema, ToSchema};
 use super::{fields_named, param, push, uuid_param, PageQuery, ResultOk, OK};
 use crate::access::Caller;
 use crate::api::input::{path_id, Body, JsonObject, QueryParams};
-use crate::api::Timestamp;
+use crate::api::{json_ok, Timestamp};
 use crate::error::{Error, FieldErrors};
 use crate::keys::{
     self, ApiKey, Expiry, KeyChange, KeyFilter, KeyState, Meta, NewKey, OwnKeys, Rotation, Scope,
@@ -31,18 +31,18 @@ const FIELDS: [(&str, &str); 1] = [("expiry", "expiration_date")];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/v1/user-api-keys")
+        crate::api::resource("/v1/user-api-keys")
             .route(web::get().to(list))
             .route(web::post().to(create))
             .route(web::delete().to(revoke_without_id)),
     )
     .service(
-        web::resource("/v1/user-api-keys/{id}")
+        crate::api::resource("/v1/user-api-keys/{id}")
             .route(web::get().to(get))
             .route(web::patch().to(update))
             .route(web::delete().to(revoke)),
     )
-    .service(web::resource("/v1/user-api-keys/{id}/rotate").route(web::post().to(rotate)));
+    .service(crate::api::resource("/v1/user-api-keys/{id}/rotate").route(web::post().to(rotate)));
 }
 
 /// The key object of this dialect.
@@ -68,6 +68,11 @@ pub struct KeyView<'a> {
     /// What the tenant attached to the key; `{}` when nothing.
     #[schema(value_type = Object)]
     meta: &'a serde_json::Map<String, Value>,
+}
+
+impl KeyView<'_> {
+    /// About how long one key is as JSON (with a few scopes and no metadata).
+    const TYPICAL_BYTES: usize = 320;
 }
 
 impl<'a> From<&'a ApiKey> for KeyView<'a> {
@@ -450,7 +455,8 @@ pub async fn list(
         }
     }
     .map_err(|e| fields_named(e, &[("user_id", "UserId")]))?;
-    Ok(HttpResponse::Ok().json(keys.iter().map(KeyView::from).collect::<Vec<_>>()))
+    let views: Vec<KeyView> = keys.iter().map(KeyView::from).collect();
+    Ok(json_ok(&views, views.len() * KeyView::TYPICAL_BYTES))
 }
 
 /// Creates a key for the caller, or for anyone (Administrators).

@@ -17,12 +17,12 @@ use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/v1/users")
+        crate::api::resource("/v1/users")
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
     .service(
-        web::resource("/v1/users/{id}")
+        crate::api::resource("/v1/users/{id}")
             .route(web::get().to(get))
             .route(web::patch().to(update))
             .route(web::delete().to(deactivate)),

@@ -55,9 +55,11 @@ pub const SCOPE_UNKNOWN: &str =
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for pattern in ["/v1/auth", "/v1/auth/{path:.*}"] {
-        let resource = METHODS.iter().fold(web::resource(pattern), |resource, m| {
-            resource.route(web::method(m.clone()).to(verify))
-        });
+        let resource = METHODS
+            .iter()
+            .fold(crate::api::resource(pattern), |resource, m| {
+                resource.route(web::method(m.clone()).to(verify))
+            });
         cfg.service(resource.default_service(web::to(method_not_allowed)));
     }
 }
