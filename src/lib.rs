@@ -59,8 +59,6 @@ pub struct AppState {
     own_keys: batch::Batcher<keys::OwnKeys, Vec<keys::ApiKey>>,
     /// The hot path of a listing, remembered on SQLite; see [`AppState::own_keys`].
     own_keys_memo: memo::Memo<Vec<keys::ApiKey>>,
-    /// One permit per pooled connection; see [`AppState::db`].
-    db_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -69,7 +67,6 @@ impl AppState {
         let readers = config::DatabaseUrl::parse(&settings.database_url)
             .ok()
             .and_then(|url| db::Readers::new(&url));
-        let db_slots = tokio::sync::Semaphore::new(pool.max_size() as usize);
         Self {
             pool,
             settings: Arc::new(settings),
@@ -82,7 +79,6 @@ impl AppState {
             readers,
             own_keys: batch::Batcher::new(keys::own_keys_of),
             own_keys_memo: memo::Memo::default(),
-            db_slots,
         }
     }
 
@@ -177,21 +173,11 @@ impl AppState {
 
     /// Runs `f` with a pooled connection on the blocking thread pool, off the
     /// async executor. Every write goes this way.
-    ///
-    /// A request waits for a connection here, as a parked future, not in the
-    /// blocking pool: at most as many closures as the pool has connections
-    /// are handed over, so none of them waits on the pool's lock, and no more
-    /// threads are woken than can work.
     pub async fn db<T, F>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
-        let _slot = self
-            .db_slots
-            .acquire()
-            .await
-            .map_err(|_| Error::Unavailable("shutting down".into()))?;
         let pool = self.pool.clone();
         let metrics = Arc::clone(&self.metrics);
         web::block(move || {
