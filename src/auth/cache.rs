@@ -15,7 +15,7 @@
 //!   that is not enough, new ones are not cached.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -47,7 +47,8 @@ impl Authenticated {
 #[derive(Debug)]
 struct Entry {
     checked_at: DateTime<Utc>,
-    authenticated: Authenticated,
+    /// Shared: a hit costs a reference count, not a copy of the key.
+    authenticated: Arc<Authenticated>,
 }
 
 /// Tenant name -> secret hash (never the secret) -> entry.
@@ -89,10 +90,10 @@ impl AuthCache {
     }
 
     /// The cached authentication of `hash` in `tenant`, if fresh at `now`.
-    pub fn get(&self, tenant: &str, hash: &str, now: DateTime<Utc>) -> Option<Authenticated> {
+    pub fn get(&self, tenant: &str, hash: &str, now: DateTime<Utc>) -> Option<Arc<Authenticated>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let entry = entries.by_tenant.get(tenant)?.get(hash)?;
-        fresh(entry.checked_at, now).then(|| entry.authenticated.clone())
+        fresh(entry.checked_at, now).then(|| Arc::clone(&entry.authenticated))
     }
 
     /// Take this before reading the database; pass it to [`AuthCache::insert`].
@@ -127,7 +128,7 @@ impl AuthCache {
         }
         let entry = Entry {
             checked_at: now,
-            authenticated,
+            authenticated: Arc::new(authenticated),
         };
         entries
             .by_tenant
