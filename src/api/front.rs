@@ -176,6 +176,14 @@ impl Guarded {
         }
     }
 
+    /// A head was let through: no head is due. (A timer left set would wake
+    /// the idle connection later, and each wake-up restarts actix's keep-alive.)
+    fn head_passed(&mut self) {
+        if self.due.take().is_some() {
+            self.timer = None;
+        }
+    }
+
     /// Judges the head at the start of `head` refused: nothing more goes to
     /// actix; `error` is answered after actix's answers.
     fn refuse(&mut self, error: Error, head: &[u8]) {
@@ -203,7 +211,7 @@ impl Guarded {
         let new = &buf.filled()[before..];
         let step = self.framing.frame(new);
         if step.passed {
-            self.due = None;
+            self.head_passed();
         }
         let keep = match step.then {
             Then::All => new.len(),
@@ -232,7 +240,7 @@ impl Guarded {
     fn judge_held(&mut self) {
         let step = self.framing.frame(&self.head);
         if step.passed {
-            self.due = None;
+            self.head_passed();
         }
         if step.take > self.head_given {
             self.judged

@@ -202,6 +202,16 @@ impl Served {
     }
 }
 
+/// A test that fails before [`Served::stop`] leaves no server running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The real binary: SIGTERM stops it cleanly, and it writes the buffered
 /// last-used times before exiting. Its access log names routes, never secrets.
 #[::core::prelude::v1::test]
