@@ -1,58 +1,91 @@
-//! The front door: the HTTP server, and a look at each connection's first
-//! request head before actix's HTTP/1 codec sees it.
+//! The front door: the HTTP server, and a look at every request head on a
+//! connection before actix's HTTP/1 codec sees it.
 //!
 //! actix-http answers some requests itself, before any service (and so before
-//! [`super::context`]) runs, with a bare status: a head over its fixed 128 KiB
-//! buffer (431), a request target over `http`'s 65534-byte URI limit, more than
-//! 96 headers or a head it cannot parse (400), and a head that does not arrive
-//! within `client_request_timeout` (408). None of those limits can be changed
-//! and no hook sees those answers (`h1::Dispatcher` writes them from its read
-//! loop). So the first head of every connection is read here, under lower
-//! limits and the request timeout, and a head that would be refused is answered
-//! here in the dialect of its path, with an `x-request-id` and an access-log
-//! line; a head within the limits is handed to actix with the bytes already read.
+//! [`super::context`]) runs, with a bare status and an empty body: a head over
+//! its fixed 128 KiB buffer (431), a request target over `http`'s 65534-byte
+//! URI limit, more than 96 headers, a head it cannot parse or whose framing it
+//! refuses (two Content-Lengths, Content-Length with Transfer-Encoding, a
+//! transfer coding other than chunked, a missing or repeated Host: 400), and a
+//! first head that does not arrive within `client_request_timeout` (408; a
+//! later head that stalls is waited for forever). None of those limits can be
+//! changed and no hook sees those answers (`h1::Dispatcher` writes them from
+//! its read loop).
 //!
-//! Later requests on a kept-alive connection go straight to actix: refusing
-//! them here would mean framing every body on the connection. A client that
-//! sends an oversized head after a first good request still gets actix's bare answer.
+//! So every connection is read through [`Guarded`], which follows the
+//! connection's HTTP/1.1 framing ([`framing`]): it finds each request head,
+//! judges it under lower limits and the request timeout, and finds the end of
+//! its body (by Content-Length or chunked coding) to find the next head. Bytes
+//! reach actix unchanged, and a head only once it is judged fine. A head that
+//! would be refused is answered here in the dialect of its path, with an
+//! `x-request-id`, an access-log line and metrics: actix is told the
+//! connection ended before that head, answers the requests before it (with its
+//! read side closed it still finishes and writes what it has, in order), and
+//! then shuts the connection down, which is when [`Guarded`] writes the
+//! refusal, reads what the client still sends for a moment (closing with
+//! unread bytes would reset the connection and could lose the answer), and
+//! closes.
+//!
+//! The request timeout bounds the first head from the connection's start and
+//! every later head from its first byte; between requests, an idle connection
+//! is actix's keep-alive's to close. `Upgrade: websocket` and `CONNECT` (which
+//! keyward does not serve) make actix read the rest of the connection as that
+//! request's body, so nothing after them is judged. A chunked body that actix's
+//! decoder would refuse is cut before the offending byte: the request then
+//! ends early, and its handler answers (in the dialect) for a body it could not read.
+//!
+//! Known limits. A refusal follows actix's last answer even when that answer
+//! closed the connection (a request with `Connection: close`, or one answered
+//! before its body was read, after which actix drops what was pipelined
+//! behind it); a client that honours the close never reads it. And actix drops
+//! request body bytes it has not yet decoded when its read side ends: a body
+//! over actix's 32 KiB payload buffer whose handler has not started reading it
+//! when a head pipelined behind it is refused can be cut short (its request
+//! then gets the handler's 400 for an unreadable body).
 
+mod framing;
+
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_http::{HttpService, Protocol};
 use actix_service::{fn_factory, fn_service, map_config, Service, ServiceFactory};
+use actix_web::body::MessageBody;
 use actix_web::dev::AppConfig;
 use actix_web::rt::net::TcpStream;
-use actix_web::web::{self, Bytes};
+use actix_web::rt::time::{sleep_until, Instant, Sleep};
+use actix_web::web;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use self::framing::{Framing, Then};
+pub use self::framing::{MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 use super::context::{new_request_id, Dialect};
 use crate::error::Error;
 use crate::AppState;
 
-/// Longest request target (path and query) accepted; longer is 414.
-pub const MAX_TARGET_BYTES: usize = 8 * 1024;
-/// Largest request head accepted (request line and headers); larger is 431.
-/// Below actix's own 128 KiB, so that actix never refuses a head we let through.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Most header fields accepted; more is 431. actix-http's own limit.
-pub const MAX_HEADERS: usize = 96;
+/// How long a refused connection is kept to write the answer and read what
+/// the client still sends.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// The HTTP server for `state`, listening on `bind`; run it with `.await`.
 /// Like `actix_web::HttpServer` (signals, graceful shutdown), but every
-/// connection passes [`first_head`] first.
+/// connection is read through [`Guarded`].
 pub fn server(state: web::Data<AppState>, bind: &str) -> io::Result<actix_server::Server> {
-    let timeout = state.settings.request_timeout();
     Ok(actix_server::Server::build()
         .shutdown_timeout(30)
         .bind("keyward", bind, move || {
             let state = state.clone();
             let http = HttpService::build()
-                // Only bounds heads we have already read whole; kept as a backstop.
-                .client_request_timeout(timeout)
+                // Heads are timed by `Guarded`, all of them; actix's own timer
+                // (first head only, bare 408) would race it.
+                .client_request_timeout(Duration::ZERO)
+                // `Guarded` ends the read side before a refused head and relies
+                // on actix answering the requests before it; this is the default.
+                .h1_allow_half_closed(true)
                 // actix-web's HttpServer default, kept.
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .finish(map_config(crate::app(state.clone()), |_| {
@@ -64,15 +97,11 @@ pub fn server(state: web::Data<AppState>, bind: &str) -> io::Result<actix_server
                 async move {
                     let http = Rc::new(http.await?);
                     Ok::<_, ()>(fn_service(move |io: TcpStream| {
-                        let (http, state) = (Rc::clone(&http), state.clone());
-                        async move {
-                            let _ = io.set_nodelay(true);
-                            let peer = io.peer_addr().ok();
-                            match first_head(io, &state).await {
-                                Some(io) => http.call((io, Protocol::Http1, peer)).await,
-                                None => Ok(()),
-                            }
-                        }
+                        let _ = io.set_nodelay(true);
+                        let peer = io.peer_addr().ok();
+                        let io = Guarded::new(io, state.clone());
+                        let http = Rc::clone(&http);
+                        async move { http.call((io, Protocol::Http1, peer)).await }
                     }))
                 }
             })
@@ -80,214 +109,224 @@ pub fn server(state: web::Data<AppState>, bind: &str) -> io::Result<actix_server
         .run())
 }
 
-/// What to do with the bytes read so far.
-#[derive(Debug)]
-enum Verdict {
-    /// A whole head within the limits: actix takes it from here.
-    Pass,
-    /// Not a whole head yet.
-    More,
-    /// Answer with this error and close.
-    Refuse(Error),
+/// A connection as actix's HTTP/1 dispatcher reads it: the socket's bytes,
+/// unchanged, each request head only once it is judged fine, and nothing from
+/// a refused head on. See the module docs.
+///
+/// Bytes are read straight into actix's buffer and judged where they lie; a
+/// head that is not whole at the end of a read is copied aside until it is,
+/// except its first byte, which goes to actix at once: actix's keep-alive
+/// timer runs until actix has read a byte, and a head that has begun to
+/// arrive is not idle. A lone first byte of a head ([`framing::harmless`]) is
+/// nothing actix could act on.
+pub struct Guarded {
+    io: TcpStream,
+    state: web::Data<AppState>,
+    framing: Framing,
+    /// The head being read, from its first byte, once it spans reads.
+    head: Vec<u8>,
+    /// How many of `head`'s bytes actix already has (0 or 1).
+    head_given: usize,
+    /// Judged bytes not yet in actix's buffer (after a head that spanned reads).
+    judged: Vec<u8>,
+    judged_at: usize,
+    /// While a head is due: by when it must be whole, and since when it is
+    /// awaited (the first head from the connection's start, a later one from
+    /// its first byte).
+    due: Option<(Instant, Instant)>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Once nothing more goes to actix: what to do when it shuts down.
+    end: Option<End>,
 }
 
-fn inspect(buf: &[u8]) -> Verdict {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let parsed = req.parse(buf);
-    let target_too_long = match req.path {
-        Some(path) => path.len() > MAX_TARGET_BYTES,
-        // The request line is not complete yet: it holds at least the target.
-        None => buf.len() > MAX_TARGET_BYTES + 32,
-    };
-    match parsed {
-        _ if target_too_long => Verdict::Refuse(Error::UriTooLong),
-        // actix refuses these two after parsing, also with a bare 400.
-        Ok(httparse::Status::Complete(_))
-            if req.version == Some(1)
-                && !req
-                    .headers
-                    .iter()
-                    .any(|h| h.name.eq_ignore_ascii_case("host")) =>
-        {
-            Verdict::Refuse(Error::invalid("Host", "The Host header is required."))
+/// The end of a connection that keyward cut short.
+struct End {
+    /// The refusal to write after actix's own answers (empty: none).
+    answer: Vec<u8>,
+    written: usize,
+    shut: bool,
+    /// When to stop writing and reading and close.
+    linger: Option<Instant>,
+}
+
+impl Guarded {
+    pub fn new(io: TcpStream, state: web::Data<AppState>) -> Self {
+        let now = Instant::now();
+        let due = Some((now + state.settings.request_timeout(), now));
+        Self {
+            io,
+            state,
+            framing: Framing::default(),
+            head: Vec::new(),
+            head_given: 0,
+            judged: Vec::new(),
+            judged_at: 0,
+            due,
+            timer: None,
+            end: None,
         }
-        Ok(httparse::Status::Complete(_))
-            if req
-                .path
-                .is_some_and(|p| actix_web::http::Uri::try_from(p).is_err()) =>
-        {
-            Verdict::Refuse(Error::invalid(
-                "request",
-                "The request target is malformed.",
-            ))
-        }
-        Ok(httparse::Status::Complete(_)) => Verdict::Pass,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
-            Verdict::Refuse(Error::HeadersTooLarge)
-        }
-        Ok(httparse::Status::Partial) => Verdict::More,
-        Err(httparse::Error::TooManyHeaders) => Verdict::Refuse(Error::HeadersTooLarge),
-        // The same parser as actix's: it would answer a bare 400.
-        Err(_) => Verdict::Refuse(Error::invalid("request", "The request is malformed.")),
     }
-}
 
-/// The dialect of the request whose (possibly partial) head is `buf`.
-fn dialect_of(buf: &[u8]) -> Dialect {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
-    // Absolute form (`http://host/user/...`): the path starts after the authority.
-    let target = match target.windows(3).position(|w| w == b"://") {
-        Some(at) => {
-            let rest = &target[at + 3..];
-            &rest[rest.iter().position(|&b| b == b'/').unwrap_or(rest.len())..]
+    /// A head has begun and is not whole yet: from now on it is timed (the
+    /// first head is timed from the start).
+    fn head_begun(&mut self) {
+        if self.due.is_none() {
+            let now = Instant::now();
+            self.due = Some((now + self.state.settings.request_timeout(), now));
         }
-        None => target,
-    };
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-    Dialect::of(&String::from_utf8_lossy(path))
-}
+    }
 
-/// Reads the connection's first head within the limits and the request
-/// timeout. `Some`: the stream for actix, replaying what was read. `None`: the
-/// connection is done (answered here, or gone).
-pub async fn first_head(io: TcpStream, state: &AppState) -> Option<Prefixed> {
-    let started = Instant::now();
-    let deadline = started + state.settings.request_timeout();
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    loop {
-        let error = match inspect(&buf) {
-            Verdict::Pass => {
-                return Some(Prefixed {
-                    prefix: Bytes::from(buf),
-                    io,
-                })
+    /// A head was let through: no head is due. (A timer left set would wake
+    /// the idle connection later, and each wake-up restarts actix's keep-alive.)
+    fn head_passed(&mut self) {
+        if self.due.take().is_some() {
+            self.timer = None;
+        }
+    }
+
+    /// Judges the head at the start of `head` refused: nothing more goes to
+    /// actix; `error` is answered after actix's answers.
+    fn refuse(&mut self, error: Error, head: &[u8]) {
+        let since = self.due.map_or_else(Instant::now, |(_, since)| since);
+        let answer = answer(&self.state, error, head, since);
+        self.cut(answer);
+    }
+
+    /// Nothing more goes to actix.
+    fn cut(&mut self, answer: Vec<u8>) {
+        self.end = Some(End {
+            answer,
+            written: 0,
+            shut: false,
+            linger: None,
+        });
+        self.due = None;
+        self.head = Vec::new();
+    }
+
+    /// Judges the bytes just read into `buf` after its first `before`, when
+    /// no head is held: keeps those actix may have in `buf`, holds back an
+    /// unfinished head. Returns how many bytes actix gets.
+    fn judge_in_place(&mut self, buf: &mut ReadBuf<'_>, before: usize) -> usize {
+        let new = &buf.filled()[before..];
+        let step = self.framing.frame(new);
+        if step.passed {
+            self.head_passed();
+        }
+        let keep = match step.then {
+            Then::All => new.len(),
+            Then::Partial => {
+                let head = &new[step.take..];
+                self.head.extend_from_slice(head);
+                self.head_given = usize::from(framing::harmless(head[0]));
+                self.head_begun();
+                step.take + self.head_given
             }
-            Verdict::Refuse(error) => error,
-            Verdict::More => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let read = actix_web::rt::time::timeout(left, async {
-                    loop {
-                        io.readable().await?;
-                        match io.try_read(&mut chunk) {
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                            other => return other,
-                        }
-                    }
-                })
-                .await;
-                match read {
-                    Ok(Ok(0)) | Ok(Err(_)) => return None,
-                    Ok(Ok(n)) => {
-                        buf.extend_from_slice(&chunk[..n]);
-                        continue;
-                    }
-                    Err(_elapsed) => Error::RequestTimeout,
-                }
+            Then::Refuse(error) => {
+                self.refuse(error, &new[step.take..]);
+                step.take
+            }
+            Then::Broken => {
+                self.cut(Vec::new());
+                step.take
             }
         };
-        refuse(io, &buf, error, state, started).await;
-        return None;
+        buf.set_filled(before + keep);
+        keep
     }
-}
 
-/// Answers `error` in the dialect of the head in `buf`, logs it like any
-/// request, and closes the connection.
-async fn refuse(io: TcpStream, buf: &[u8], error: Error, state: &AppState, started: Instant) {
-    let request_id = new_request_id();
-    let response = dialect_of(buf).render(&error, &request_id);
-    let status = response.status();
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nx-request-id: {request_id}\r\nconnection: close\r\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or_default()
-    );
-    for (name, value) in response.headers() {
-        if let Ok(value) = value.to_str() {
-            head.push_str(&format!("{name}: {value}\r\n"));
+    /// Judges the held head with the bytes just read after it; what is judged
+    /// goes to `judged`, for actix.
+    fn judge_held(&mut self) {
+        let step = self.framing.frame(&self.head);
+        if step.passed {
+            self.head_passed();
         }
-    }
-    let body = actix_web::body::to_bytes(response.into_body())
-        .await
-        .unwrap_or_default();
-    head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-
-    // The method only if it is a plain token: it becomes a metrics label.
-    let method = buf
-        .split(|&b| b == b' ')
-        .next()
-        .filter(|m| (1..=16).contains(&m.len()) && m.iter().all(u8::is_ascii_uppercase))
-        .map_or("-", |m| std::str::from_utf8(m).unwrap_or("-"));
-    let elapsed = started.elapsed();
-    state
-        .metrics
-        .observe_request("unmatched", method, status, elapsed);
-    log::info!(
-        target: "keyward::access",
-        "{request_id} tenant=- {method} unmatched {} {:.3}ms",
-        status.as_u16(),
-        elapsed.as_secs_f64() * 1000.0,
-    );
-
-    let mut io = io;
-    let answer = [head.as_bytes(), &body].concat();
-    let linger = Duration::from_secs(1);
-    let _ = actix_web::rt::time::timeout(linger, async {
-        write_all(&io, &answer).await?;
-        std::future::poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await?;
-        // Read what the client is still sending before closing: closing with
-        // unread bytes resets the connection, and the client may lose the answer.
-        let mut sink = [0u8; 8192];
-        loop {
-            io.readable().await?;
-            match io.try_read(&mut sink) {
-                Ok(0) => return Ok::<_, io::Error>(()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+        if step.take > self.head_given {
+            self.judged
+                .extend_from_slice(&self.head[self.head_given..step.take]);
+        }
+        match step.then {
+            Then::Partial if step.take == 0 => return,
+            Then::Partial => {
+                self.head.drain(..step.take);
+                self.head_given = usize::from(framing::harmless(self.head[0]));
+                self.judged.extend_from_slice(&self.head[..self.head_given]);
+                self.head_begun();
+                return;
             }
+            Then::All => {}
+            Then::Refuse(error) => {
+                let head = std::mem::take(&mut self.head);
+                self.refuse(error, &head[step.take..]);
+            }
+            Then::Broken => self.cut(Vec::new()),
         }
-    })
-    .await;
-}
-
-async fn write_all(io: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        io.writable().await?;
-        match io.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+        // No head held any more; do not keep a large buffer for the connection's life.
+        if self.head.capacity() > 16 * 1024 {
+            self.head = Vec::new();
         }
+        self.head.clear();
+        self.head_given = 0;
     }
-    Ok(())
 }
 
-/// A connection whose first bytes were already read: they are read again first.
-pub struct Prefixed {
-    prefix: Bytes,
-    io: TcpStream,
-}
-
-impl AsyncRead for Prefixed {
+impl AsyncRead for Guarded {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.prefix.is_empty() {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
+        loop {
+            if this.judged_at < this.judged.len() {
+                let n = (this.judged.len() - this.judged_at).min(buf.remaining());
+                buf.put_slice(&this.judged[this.judged_at..this.judged_at + n]);
+                this.judged_at += n;
+                if this.judged_at == this.judged.len() {
+                    this.judged.clear();
+                    this.judged_at = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.end.is_some() {
+                // The end of the stream, as far as actix knows.
+                return Poll::Ready(Ok(()));
+            }
+            let before = buf.filled().len();
+            match Pin::new(&mut this.io).poll_read(cx, buf) {
+                Poll::Pending => {
+                    let Some((due, _)) = this.due else {
+                        return Poll::Pending;
+                    };
+                    if poll_until(&mut this.timer, due, cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let head = std::mem::take(&mut this.head);
+                    this.refuse(Error::RequestTimeout, &head);
+                    continue;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            if buf.filled().len() == before {
+                // The client is done sending (a head it left unfinished is dropped).
+                return Poll::Ready(Ok(()));
+            }
+            if this.head.is_empty() {
+                if this.judge_in_place(buf, before) > 0 || this.end.is_some() {
+                    return Poll::Ready(Ok(()));
+                }
+            } else {
+                this.head.extend_from_slice(&buf.filled()[before..]);
+                buf.set_filled(before);
+                this.judge_held();
+            }
         }
-        let n = this.prefix.len().min(buf.remaining());
-        buf.put_slice(&this.prefix.split_to(n));
-        Poll::Ready(Ok(()))
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl AsyncWrite for Guarded {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -312,45 +351,125 @@ impl AsyncWrite for Prefixed {
         Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
+    /// actix calls this once it has written its answers and is closing. After
+    /// a refusal: write it, shut down, read what the client still sends until
+    /// it closes or [`LINGER`] is over.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let Self { io, end, timer, .. } = self.get_mut();
+        let Some(end) = end else {
+            return Pin::new(io).poll_shutdown(cx);
+        };
+        let linger = *end.linger.get_or_insert_with(|| Instant::now() + LINGER);
+        loop {
+            let progress = if end.written < end.answer.len() {
+                match Pin::new(&mut *io).poll_write(cx, &end.answer[end.written..]) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        end.written += n;
+                        Poll::Ready(())
+                    }
+                    Poll::Ready(_) => return Poll::Ready(Ok(())),
+                    Poll::Pending => Poll::Pending,
+                }
+            } else if !end.shut {
+                Pin::new(&mut *io)
+                    .poll_shutdown(cx)
+                    .map(|_| end.shut = true)
+            } else {
+                let mut sink = [0u8; 4096];
+                let mut sink = ReadBuf::new(&mut sink);
+                match Pin::new(&mut *io).poll_read(cx, &mut sink) {
+                    Poll::Ready(Ok(())) if !sink.filled().is_empty() => Poll::Ready(()),
+                    Poll::Ready(_) => return Poll::Ready(Ok(())),
+                    Poll::Pending => Poll::Pending,
+                }
+            };
+            if progress.is_pending() {
+                return match poll_until(timer, linger, cx) {
+                    Poll::Ready(()) => Poll::Ready(Ok(())),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+        }
     }
+}
+
+/// Polls `timer`, set to `deadline` (made on first use: most connections never need one).
+fn poll_until(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let timer = match timer {
+        Some(timer) => {
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            timer
+        }
+        None => timer.insert(Box::pin(sleep_until(deadline))),
+    };
+    timer.as_mut().poll(cx)
+}
+
+/// The dialect of the request whose (possibly partial) head is `buf`.
+fn dialect_of(buf: &[u8]) -> Dialect {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    // Absolute form (`http://host/user/...`): the path starts after the authority.
+    let target = match target.windows(3).position(|w| w == b"://") {
+        Some(at) => {
+            let rest = &target[at + 3..];
+            &rest[rest.iter().position(|&b| b == b'/').unwrap_or(rest.len())..]
+        }
+        None => target,
+    };
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    Dialect::of(&String::from_utf8_lossy(path))
+}
+
+/// The whole response refusing the request whose (possibly partial) head is
+/// `head` with `error`, in the dialect of its path, closing the connection;
+/// logged and counted like any request.
+fn answer(state: &AppState, error: Error, head: &[u8], since: Instant) -> Vec<u8> {
+    let request_id = new_request_id();
+    let response = dialect_of(head).render(&error, &request_id);
+    let status = response.status();
+    let mut answer = format!(
+        "HTTP/1.1 {} {}\r\nx-request-id: {request_id}\r\nconnection: close\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or_default()
+    );
+    for (name, value) in response.headers() {
+        if let Ok(value) = value.to_str() {
+            answer.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    // Rendered errors have their whole body at hand.
+    let body = response.into_body().try_into_bytes().unwrap_or_default();
+    answer.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+
+    // The method only if it is a plain token: it becomes a metrics label.
+    let method = head
+        .split(|&b| b == b' ')
+        .next()
+        .filter(|m| (1..=16).contains(&m.len()) && m.iter().all(u8::is_ascii_uppercase))
+        .map_or("-", |m| std::str::from_utf8(m).unwrap_or("-"));
+    let elapsed = since.elapsed();
+    state
+        .metrics
+        .observe_request("unmatched", method, status, elapsed);
+    log::info!(
+        target: "keyward::access",
+        "{request_id} tenant=- {method} unmatched {} {:.3}ms",
+        status.as_u16(),
+        elapsed.as_secs_f64() * 1000.0,
+    );
+    [answer.as_bytes(), &body].concat()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn verdict(head: &str) -> String {
-        format!("{:?}", inspect(head.as_bytes()))
-    }
-
-    #[test]
-    fn heads_within_the_limits_pass() {
-        assert_eq!(verdict("GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n"), "Pass");
-        assert_eq!(verdict("GET /v1/x HTTP/1.0\r\n\r\n"), "Pass");
-        assert!(verdict("GET /v1/x HTTP/1.1\r\n\r\n").starts_with("Refuse(Invalid"));
-        assert_eq!(verdict("GET /v1/x HTTP/1.1\r\nHost: a\r\n"), "More");
-        assert_eq!(verdict(""), "More");
-        let long_but_fine = format!(
-            "GET /v1/x?q={} HTTP/1.1\r\nHost: a\r\n\r\n",
-            "a".repeat(8000)
-        );
-        assert_eq!(verdict(&long_but_fine), "Pass");
-    }
-
-    #[test]
-    fn oversized_heads_are_refused() {
-        let query = format!("GET /v1/x?q={} HTTP/1.1\r\n\r\n", "a".repeat(100_000));
-        assert_eq!(verdict(&query), "Refuse(UriTooLong)");
-        // Even before the request line is complete.
-        assert_eq!(verdict(&query[..20_000]), "Refuse(UriTooLong)");
-        let big = format!("GET / HTTP/1.1\r\nx-big: {}\r\n", "a".repeat(70_000));
-        assert_eq!(verdict(&big), "Refuse(HeadersTooLarge)");
-        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "a: b\r\n".repeat(97));
-        assert_eq!(verdict(&many), "Refuse(HeadersTooLarge)");
-        assert!(verdict("GET / HTTP/1.1\r\nbad header\r\n\r\n").starts_with("Refuse(Invalid"));
-    }
 
     #[test]
     fn the_dialect_follows_the_path() {

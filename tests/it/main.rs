@@ -12,6 +12,7 @@ mod console;
 mod cors;
 mod estuary;
 mod freshness;
+mod front;
 mod meta;
 mod openapi;
 mod operability;

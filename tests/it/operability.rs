@@ -23,7 +23,7 @@ fn from(ip: &str, path: &str, key: &str) -> TestRequest {
 }
 
 /// A plain HTTP/1.1 GET over loopback; returns (status, body).
-fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+pub(crate) fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
     http(port, "GET", path, headers)
 }
 
@@ -106,21 +106,21 @@ both_backends! {
 }
 
 /// The real binary, serving a SQLite file bootstrapped with tenant `acme`.
-struct Served {
+pub(crate) struct Served {
     _dir: tempfile::TempDir,
     url: String,
     boot: Value,
-    port: u16,
+    pub(crate) port: u16,
     child: std::process::Child,
 }
 
 impl Served {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(&[])
     }
 
     /// The server with extra environment variables (settings) set.
-    fn start_with(env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("k.db").display());
         let keyward = env!("CARGO_BIN_EXE_keyward");
@@ -172,12 +172,12 @@ impl Served {
         }
     }
 
-    fn field(&self, name: &str) -> String {
+    pub(crate) fn field(&self, name: &str) -> String {
         self.boot[name].as_str().unwrap().to_owned()
     }
 
     /// SIGTERM, then the exit status and everything the server logged.
-    fn stop(&mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn stop(&mut self) -> (std::process::ExitStatus, String) {
         let term = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -199,6 +199,16 @@ impl Served {
             .read_to_string(&mut log)
             .unwrap();
         (status, log)
+    }
+}
+
+/// A test that fails before [`Served::stop`] leaves no server running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
