@@ -63,6 +63,21 @@ fn roles_schema() -> impl Into<RefOr<Schema>> {
     ArrayBuilder::new().items(role).build()
 }
 
+/// [`roles_schema`], or `null`: an optional member that is `null` counts as
+/// absent, as everywhere in a body (`api::input::JsonObject::get`).
+fn roles_or_null_schema() -> impl Into<RefOr<Schema>> {
+    let role = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(users::ROLES));
+    ArrayBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Array,
+            Type::Null,
+        ]))
+        .items(role)
+        .build()
+}
+
 /// The body of `POST /v1/users`. Unknown members are ignored.
 #[derive(ToSchema)]
 #[schema(as = NewUser)]
@@ -72,8 +87,8 @@ pub struct NewUserBody {
     /// Default: the email. 1 to 255 characters, no control characters.
     #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
-    /// Default `["Default users"]`.
-    #[schema(schema_with = roles_schema)]
+    /// Default `["Default users"]`; `null` is the default too.
+    #[schema(schema_with = roles_or_null_schema)]
     pub roles: Option<Vec<String>>,
 }
 
@@ -83,8 +98,8 @@ pub struct NewUserBody {
 pub struct UserChangeBody {
     #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
-    /// Replaces the user's roles.
-    #[schema(schema_with = roles_schema)]
+    /// Replaces the user's roles; `null` leaves them as they are.
+    #[schema(schema_with = roles_or_null_schema)]
     pub roles: Option<Vec<String>>,
     /// `false` deactivates the user (its keys are rejected); `true` reactivates it.
     pub active: Option<bool>,
