@@ -25,6 +25,11 @@ pub const MAX_BATCH: usize = 256;
 /// Drains running at once (each holds a pooled connection while it works).
 const MAX_DRAINS: usize = 2;
 
+/// Batches a drain answers on one connection before it gives the connection
+/// back (and asks for one again), so that under a steady stream of questions
+/// writes and other reads still get their turn at the pool.
+const BATCHES_PER_CONNECTION: usize = 16;
+
 /// Answers every question of a batch, in order.
 pub type Answer<Q, A> = fn(&mut DbConnection, &[Q]) -> Result<Vec<A>, Error>;
 
@@ -78,8 +83,10 @@ impl<Q: Send, A: Send> Batcher<Q, A> {
             .map_err(|_| Error::Internal("a batch ended without an answer".into()))?
     }
 
-    /// Answers what is queued, batch after batch, until nothing is left.
-    pub fn drain(&self, conn: &mut DbConnection) {
+    /// Answers what is queued, batch after batch, until nothing is left
+    /// (`false`: this drain is over) or [`BATCHES_PER_CONNECTION`] batches
+    /// are done (`true`: call again, with a connection asked for anew).
+    pub fn drain(&self, conn: &mut DbConnection) -> bool {
         // Counts this drain out if it ends early (a panic); a question queued
         // after that starts another.
         struct Running<'a, Q, A>(Option<&'a Batcher<Q, A>>);
@@ -92,7 +99,7 @@ impl<Q: Send, A: Send> Batcher<Q, A> {
             }
         }
         let mut running = Running(Some(self));
-        loop {
+        for _ in 0..BATCHES_PER_CONNECTION {
             let batch: Vec<Waiting<Q, A>> = {
                 let mut queue = self.lock();
                 if queue.waiting.is_empty() {
@@ -100,7 +107,7 @@ impl<Q: Send, A: Send> Batcher<Q, A> {
                     // now on sees one drain fewer and starts its own.
                     queue.drains = queue.drains.saturating_sub(1);
                     running.0 = None;
-                    return;
+                    return false;
                 }
                 let take = queue.waiting.len().min(MAX_BATCH);
                 queue.waiting.drain(..take).collect()
@@ -119,6 +126,9 @@ impl<Q: Send, A: Send> Batcher<Q, A> {
                 Err(error) => fail_all(replies, &error),
             }
         }
+        // Still counted as running: the caller drains again.
+        running.0 = None;
+        true
     }
 
     /// A drain could not start (no connection): everything queued fails.
@@ -145,5 +155,112 @@ fn fail_all<A>(replies: Vec<oneshot::Sender<Result<A, Error>>>, error: &Error) {
             other => Error::Internal(other.to_string()),
         };
         let _ = reply.send(Err(copy));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use diesel::Connection;
+
+    use super::*;
+
+    fn double(_: &mut DbConnection, questions: &[u32]) -> Result<Vec<u32>, Error> {
+        Ok(questions.iter().map(|q| q * 2).collect())
+    }
+
+    fn connection() -> DbConnection {
+        DbConnection::establish(":memory:").unwrap()
+    }
+
+    #[actix_rt::test]
+    async fn questions_queued_together_are_answered_in_one_batch_each_its_own() {
+        let batcher = Rc::new(Batcher::new(double));
+        let starts = Rc::new(Cell::new(0));
+        let asks: Vec<_> = (0..40u32)
+            .map(|n| {
+                let (batcher, starts) = (Rc::clone(&batcher), Rc::clone(&starts));
+                actix_rt::spawn(
+                    async move { batcher.ask(n, || starts.set(starts.get() + 1)).await },
+                )
+            })
+            .collect();
+        while batcher.lock().waiting.len() < 40 {
+            actix_rt::task::yield_now().await;
+        }
+        assert_eq!(
+            starts.get(),
+            MAX_DRAINS,
+            "at most {MAX_DRAINS} drains start"
+        );
+        let mut conn = connection();
+        assert!(!batcher.drain(&mut conn), "one batch answers them all");
+        assert!(!batcher.drain(&mut conn));
+        for (n, ask) in asks.into_iter().enumerate() {
+            assert_eq!(ask.await.unwrap().unwrap(), n as u32 * 2);
+        }
+        // Both drains are over: the next question starts one again.
+        let again = {
+            let batcher = Rc::clone(&batcher);
+            let starts = Rc::clone(&starts);
+            actix_rt::spawn(async move { batcher.ask(5, || starts.set(starts.get() + 1)).await })
+        };
+        while batcher.lock().waiting.is_empty() {
+            actix_rt::task::yield_now().await;
+        }
+        assert_eq!(starts.get(), MAX_DRAINS + 1);
+        batcher.drain(&mut conn);
+        assert_eq!(again.await.unwrap().unwrap(), 10);
+    }
+
+    #[actix_rt::test]
+    async fn a_drain_that_cannot_start_fails_what_waits() {
+        let batcher = Rc::new(Batcher::new(double));
+        let asks: Vec<_> = (0..3u32)
+            .map(|n| {
+                let batcher = Rc::clone(&batcher);
+                actix_rt::spawn(async move { batcher.ask(n, || {}).await })
+            })
+            .collect();
+        while batcher.lock().waiting.len() < 3 {
+            actix_rt::task::yield_now().await;
+        }
+        batcher.fail(&Error::Unavailable("down".into()));
+        batcher.fail(&Error::Unavailable("down".into()));
+        for ask in asks {
+            assert!(matches!(ask.await.unwrap(), Err(Error::Unavailable(_))));
+        }
+        let next = {
+            let batcher = Rc::clone(&batcher);
+            actix_rt::spawn(async move { batcher.ask(1, || {}).await })
+        };
+        while batcher.lock().waiting.is_empty() {
+            actix_rt::task::yield_now().await;
+        }
+        assert!(!batcher.drain(&mut connection()));
+        assert_eq!(next.await.unwrap().unwrap(), 2);
+    }
+
+    #[actix_rt::test]
+    async fn a_drain_gives_its_connection_back_after_a_while() {
+        let batcher = Rc::new(Batcher::new(double));
+        let total = MAX_BATCH * BATCHES_PER_CONNECTION + 1;
+        let asks: Vec<_> = (0..total as u32)
+            .map(|n| {
+                let batcher = Rc::clone(&batcher);
+                actix_rt::spawn(async move { batcher.ask(n, || {}).await })
+            })
+            .collect();
+        while batcher.lock().waiting.len() < total {
+            actix_rt::task::yield_now().await;
+        }
+        let mut conn = connection();
+        assert!(batcher.drain(&mut conn), "more is left: call again");
+        assert!(!batcher.drain(&mut conn), "then it is over");
+        for (n, ask) in asks.into_iter().enumerate() {
+            assert_eq!(ask.await.unwrap().unwrap(), n as u32 * 2);
+        }
     }
 }

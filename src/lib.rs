@@ -156,15 +156,16 @@ impl AppState {
         self.own_keys
             .ask(ask, move || {
                 actix_web::rt::spawn(async move {
-                    let drain = Arc::clone(&state);
-                    let drained = state
-                        .db(move |conn| {
-                            drain.own_keys.drain(conn);
-                            Ok(())
-                        })
-                        .await;
-                    if let Err(error) = drained {
-                        state.own_keys.fail(&error);
+                    loop {
+                        let drain = Arc::clone(&state);
+                        match state.db(move |conn| Ok(drain.own_keys.drain(conn))).await {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(error) => {
+                                state.own_keys.fail(&error);
+                                break;
+                            }
+                        }
                     }
                 });
             })
