@@ -75,7 +75,15 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Like `actix_web::HttpServer` (signals, graceful shutdown), but every
 /// connection is read through [`Guarded`].
 pub fn server(state: web::Data<AppState>, bind: &str) -> io::Result<actix_server::Server> {
+    // A blocking thread beyond the pool's size could only wait for a
+    // connection, and each one keeps an allocator heap: a burst of database
+    // work queues for the threads instead (a finishing thread takes the next
+    // closure at once).
+    let blocking_threads = usize::try_from(state.settings.pool_size)
+        .unwrap_or(1)
+        .max(1);
     Ok(actix_server::Server::build()
+        .worker_max_blocking_threads(blocking_threads)
         .shutdown_timeout(30)
         .bind("keyward", bind, move || {
             let state = state.clone();
