@@ -577,31 +577,24 @@ impl KeyFilter {
 /// Answers many [`OwnKeys`] questions, in order, with one query per tenant:
 /// what [`list_for`] lists for each.
 pub fn own_keys_of(conn: &mut DbConnection, asks: &[OwnKeys]) -> Result<Vec<Vec<ApiKey>>, Error> {
-    let mut tenants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for ask in asks {
-        tenants
-            .entry(&ask.tenant_id)
-            .or_default()
-            .push(&ask.user_id);
-    }
     // Keys not revoked at the earliest `now`; each ask keeps those not revoked at its own.
-    let Some(earliest) = asks.iter().map(|ask| ask.now).min() else {
+    let Some(earliest) = asks.iter().map(|ask| ask.now.naive_utc()).min() else {
         return Ok(Vec::new());
     };
-    let mut found: HashMap<(&str, String), Vec<ApiKey>> = HashMap::new();
+    // How often each user asks: the last of its asks takes the keys, the others a copy.
+    let mut asked: HashMap<(&str, &str), usize> = HashMap::new();
+    for ask in asks {
+        *asked.entry(ask.user()).or_default() += 1;
+    }
+    let mut tenants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for &(tenant_id, user_id) in asked.keys() {
+        tenants.entry(tenant_id).or_default().push(user_id);
+    }
+    let mut found: HashMap<(&str, &str), Vec<ApiKey>> = HashMap::new();
     for (tenant_id, mut users) in tenants {
         users.sort_unstable();
-        users.dedup();
-        let earliest = earliest.naive_utc();
         let rows = match users.as_slice() {
-            // A query of fixed shape, so the connection keeps it prepared.
-            [user_id] => api_keys::table
-                .filter(api_keys::tenant_id.eq(tenant_id))
-                .filter(api_keys::user_id.eq(user_id))
-                .filter(not_revoked(earliest))
-                .order((api_keys::created_at.asc(), api_keys::id.asc()))
-                .select(KeyRow::as_select())
-                .load::<KeyRow>(conn)?,
+            [user_id] => user_keys(conn, tenant_id, user_id, earliest)?,
             _ => api_keys::table
                 .filter(api_keys::tenant_id.eq(tenant_id))
                 .filter(api_keys::user_id.eq_any(&users))
@@ -612,34 +605,45 @@ pub fn own_keys_of(conn: &mut DbConnection, asks: &[OwnKeys]) -> Result<Vec<Vec<
         };
         for row in rows {
             let key = ApiKey::from(row);
-            found
-                .entry((tenant_id, key.user_id.clone()))
-                .or_default()
-                .push(key);
+            // The asker's own id, borrowed: the row's is moved with the key.
+            if let Ok(at) = users.binary_search(&key.user_id.as_str()) {
+                found.entry((tenant_id, users[at])).or_default().push(key);
+            }
         }
-    }
-    // The same user may ask several times in one batch: the last one takes the keys.
-    let mut asked: HashMap<(&str, &str), usize> = HashMap::new();
-    for ask in asks {
-        *asked.entry((&ask.tenant_id, &ask.user_id)).or_default() += 1;
     }
     Ok(asks
         .iter()
         .map(|ask| {
-            let id = (ask.tenant_id.as_str(), ask.user_id.as_str());
-            let left = asked.get_mut(&id).map(|n| {
+            let user = ask.user();
+            let left = asked.get_mut(&user).map(|n| {
                 *n -= 1;
                 *n
             });
-            let found_id = (id.0, ask.user_id.clone());
             let mut keys = match left {
-                Some(0) => found.remove(&found_id).unwrap_or_default(),
-                _ => found.get(&found_id).cloned().unwrap_or_default(),
+                Some(0) => found.remove(&user).unwrap_or_default(),
+                _ => found.get(&user).cloned().unwrap_or_default(),
             };
             ask.keep_listed(&mut keys);
             keys
         })
         .collect())
+}
+
+/// One user's keys not revoked at `now`, oldest first: the hot path of a
+/// listing. A query of fixed shape, so the connection keeps it prepared.
+fn user_keys(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> Result<Vec<KeyRow>, Error> {
+    Ok(api_keys::table
+        .filter(api_keys::tenant_id.eq(tenant_id))
+        .filter(api_keys::user_id.eq(user_id))
+        .filter(not_revoked(now))
+        .order((api_keys::created_at.asc(), api_keys::id.asc()))
+        .select(KeyRow::as_select())
+        .load::<KeyRow>(conn)?)
 }
 
 fn midnight(date: NaiveDate) -> NaiveDateTime {
@@ -662,15 +666,8 @@ fn list(
         page.take,
         &page.start_with,
     ) {
-        // The hot path: one user's keys, unfiltered and unpaged. A query of
-        // fixed shape, so the connection keeps it prepared.
-        return Ok(api_keys::table
-            .filter(api_keys::tenant_id.eq(tenant_id))
-            .filter(api_keys::user_id.eq(user_id))
-            .filter(not_revoked(now))
-            .order((api_keys::created_at.asc(), api_keys::id.asc()))
-            .select(KeyRow::as_select())
-            .load::<KeyRow>(conn)?
+        // One user's keys, unfiltered and unpaged.
+        return Ok(user_keys(conn, tenant_id, user_id, now)?
             .into_iter()
             .map(ApiKey::from)
             .collect());
