@@ -55,12 +55,10 @@ impl Timestamp {
     fn write<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         use chrono::{Datelike, Timelike};
         let t = self.0.naive_utc();
-        let Ok(year) = u32::try_from(t.year()) else {
-            return f(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let year = match u32::try_from(t.year()) {
+            Ok(year) if year <= 9999 => year,
+            _ => return f(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
         };
-        if year > 9999 {
-            return f(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-        }
         let mut out = *b"0000-00-00T00:00:00Z";
         let mut put = |at: usize, width: usize, mut n: u32| {
             for i in (at..at + width).rev() {

@@ -57,25 +57,26 @@ pub struct UserList<'a> {
 
 /// Role names: the tenant's default roles, [`users::ROLES`].
 fn roles_schema() -> impl Into<RefOr<Schema>> {
-    let role = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(users::ROLES));
-    ArrayBuilder::new().items(role).build()
+    roles_array().build()
 }
 
 /// [`roles_schema`], or `null`: an optional member that is `null` counts as
 /// absent, as everywhere in a body (`api::input::JsonObject::get`).
 fn roles_or_null_schema() -> impl Into<RefOr<Schema>> {
-    let role = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(users::ROLES));
-    ArrayBuilder::new()
+    roles_array()
         .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
             Type::Array,
             Type::Null,
         ]))
-        .items(role)
         .build()
+}
+
+/// An array of role names: the tenant's default roles, [`users::ROLES`].
+fn roles_array() -> ArrayBuilder {
+    let role = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(users::ROLES));
+    ArrayBuilder::new().items(role)
 }
 
 /// The body of `POST /v1/users`. Unknown members are ignored.
