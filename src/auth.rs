@@ -172,16 +172,15 @@ async fn authenticate_request(
 ) -> Result<Caller, Error> {
     let presented = credentials.presented(&state.settings.key_prefix);
     if let Presented::Hash(hash) = &presented {
-        let hit = state
-            .changes
-            .fresh()
-            .then(|| state.auth_cache.get(&credentials.tenant, hash, now))
-            .flatten();
-        if let Some(hit) = hit {
+        let vouched = |read_mark| state.changes.vouches_for(read_mark);
+        if let Some(hit) = state
+            .auth_cache
+            .get(&credentials.tenant, hash, now, vouched)
+        {
             return hit.at(now);
         }
     }
-    let generation = state.auth_cache.generation();
+    let (generation, read_mark) = (state.auth_cache.generation(), state.changes.mark());
     let (tenant, lookup) = (credentials.tenant.clone(), presented.clone());
     let authenticated = state
         .read(move |conn| authenticate(conn, &tenant, &lookup, now))
@@ -193,6 +192,7 @@ async fn authenticate_request(
             authenticated.clone(),
             now,
             generation,
+            read_mark,
         );
     }
     Ok(authenticated.caller)

@@ -6,16 +6,19 @@
 //! every [`POLL_EVERY`] on a connection of its own ([`ChangeWatch::poll`]) and
 //! drops what it cached for the tenants whose version moved.
 //!
-//! What is cached may be served only while the watch is [`ChangeWatch::fresh`]:
-//! the last poll whose changes were applied began less than [`TRUST_FOR`] ago.
-//! A poll sees every write committed before it began, so nothing served from a
-//! cache is older than `TRUST_FOR` plus a poll: well inside the contract's
-//! 100 ms. When polls fail (the database restarts, the connection drops) or
-//! lag, the watch goes stale and every request reads the database again; the
-//! first poll after a gap drops everything.
+//! What is cached may be served only while the watch [`ChangeWatch::vouches_for`]
+//! it: the last poll whose changes were applied began less than [`TRUST_FOR`]
+//! ago, or (once a watch runs) the cached answer was itself read less than
+//! `TRUST_FOR` ago. A poll, like a read, sees every write committed before it
+//! began, so nothing served from a cache is older than `TRUST_FOR`: inside the
+//! contract's 100 ms. When polls fail (the database restarts, the connection
+//! drops) or lag (a saturated machine can delay one by tens of milliseconds),
+//! each cached answer is read again at most once per `TRUST_FOR`, rather than
+//! every request going to the database at once; the first poll after a gap
+//! drops everything.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -45,6 +48,9 @@ pub struct ChangeWatch {
     epoch: Instant,
     /// When (µs after `epoch`) the last applied poll began; 0 while stale.
     trusted_from: AtomicU64,
+    /// Set by the first applied poll: a watch runs, so a write by another
+    /// process drops what was read before it, or it ages out.
+    watched: AtomicBool,
     /// Tenant id -> the version the last poll saw; empty after a gap.
     versions: Mutex<HashMap<String, i64>>,
 }
@@ -54,6 +60,7 @@ impl Default for ChangeWatch {
         Self {
             epoch: Instant::now(),
             trusted_from: AtomicU64::new(0),
+            watched: AtomicBool::new(false),
             versions: Mutex::new(HashMap::new()),
         }
     }
@@ -70,7 +77,22 @@ impl ChangeWatch {
     /// Whether caches may answer: a poll that began less than [`TRUST_FOR`]
     /// ago has been applied.
     pub fn fresh(&self) -> bool {
-        let from = self.trusted_from.load(Ordering::Acquire);
+        self.vouches_for(0)
+    }
+
+    /// Whether an answer read from the database at `read_mark` (a [`mark`]
+    /// taken before the read began) may still be served: the watch is
+    /// [`fresh`], or a watch runs and the read itself began less than
+    /// [`TRUST_FOR`] ago. Without a running watch only a fresh one vouches.
+    ///
+    /// [`mark`]: ChangeWatch::mark
+    /// [`fresh`]: ChangeWatch::fresh
+    pub fn vouches_for(&self, read_mark: u64) -> bool {
+        let polled = self.trusted_from.load(Ordering::Acquire);
+        let from = match self.watched.load(Ordering::Relaxed) {
+            true => polled.max(read_mark),
+            false => polled,
+        };
         from != 0 && self.mark().saturating_sub(from) < TRUST_FOR.as_micros() as u64
     }
 
@@ -99,6 +121,7 @@ impl ChangeWatch {
 
     /// The changes of the poll that began at `mark` are applied: caches may answer.
     pub fn applied(&self, mark: u64) {
+        self.watched.store(true, Ordering::Relaxed);
         self.trusted_from.store(mark, Ordering::Release);
     }
 
@@ -128,5 +151,28 @@ mod tests {
         watch.applied(watch.mark());
         watch.lost();
         assert!(!watch.fresh());
+    }
+
+    #[test]
+    fn a_read_vouches_for_itself_only_while_a_watch_runs_and_for_trust_for() {
+        let watch = ChangeWatch::default();
+        let read = watch.mark();
+        assert!(
+            !watch.vouches_for(read),
+            "no watch has run: only polls vouch"
+        );
+        watch.applied(watch.mark());
+        watch.lost();
+        let read = watch.mark();
+        assert!(!watch.fresh());
+        assert!(watch.vouches_for(read), "read just now, while polls fail");
+        assert!(!watch.vouches_for(0));
+        std::thread::sleep(TRUST_FOR);
+        assert!(!watch.vouches_for(read), "a read ages out like a poll");
+        watch.applied(watch.mark());
+        assert!(
+            watch.vouches_for(read),
+            "an applied poll vouches for older reads"
+        );
     }
 }

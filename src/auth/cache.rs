@@ -2,9 +2,11 @@
 //! the tenant and the key on every request.
 //!
 //! Correctness rules, each tested:
-//! - It answers only while the change signal is fresh (`crate::changes`): a
-//!   change made by another process (the CLI, another instance, SQL) drops the
-//!   tenant's entries within the signal's bound; [`TTL`] is only a backstop.
+//! - It answers only while the change signal vouches for the entry
+//!   (`crate::changes`): a change made by another process (the CLI, another
+//!   instance, SQL) drops the tenant's entries within the signal's bound, and
+//!   while polls lag or fail an entry answers only for as long as a poll's
+//!   answer would; [`TTL`] is only a backstop.
 //! - Expiry and a scheduled revocation (a rotation's grace window) are
 //!   re-checked by the core on every hit.
 //! - Every successful write request handled by this instance clears the cache
@@ -47,6 +49,8 @@ impl Authenticated {
 #[derive(Debug)]
 struct Entry {
     checked_at: DateTime<Utc>,
+    /// The change watch's mark taken before the read (`ChangeWatch::mark`).
+    read_mark: u64,
     /// Shared: a hit costs a reference count, not a copy of the key.
     authenticated: Arc<Authenticated>,
 }
@@ -89,11 +93,20 @@ impl AuthCache {
         self.len() == 0
     }
 
-    /// The cached authentication of `hash` in `tenant`, if fresh at `now`.
-    pub fn get(&self, tenant: &str, hash: &str, now: DateTime<Utc>) -> Option<Arc<Authenticated>> {
+    /// The cached authentication of `hash` in `tenant`, if fresh at `now`
+    /// and `vouched` for: given the entry's read mark, whether the change
+    /// signal still trusts it (`ChangeWatch::vouches_for`).
+    pub fn get(
+        &self,
+        tenant: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+        vouched: impl FnOnce(u64) -> bool,
+    ) -> Option<Arc<Authenticated>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let entry = entries.by_tenant.get(tenant)?.get(hash)?;
-        fresh(entry.checked_at, now).then(|| Arc::clone(&entry.authenticated))
+        (fresh(entry.checked_at, now) && vouched(entry.read_mark))
+            .then(|| Arc::clone(&entry.authenticated))
     }
 
     /// Take this before reading the database; pass it to [`AuthCache::insert`].
@@ -104,7 +117,9 @@ impl AuthCache {
             .generation
     }
 
-    /// Caches what was read since `generation`, unless the cache was cleared meanwhile.
+    /// Caches what was read since `generation`, unless the cache was cleared
+    /// meanwhile. `read_mark` is the change watch's mark (`ChangeWatch::mark`);
+    /// both are taken before the read.
     pub fn insert(
         &self,
         tenant: &str,
@@ -112,6 +127,7 @@ impl AuthCache {
         authenticated: Authenticated,
         now: DateTime<Utc>,
         generation: u64,
+        read_mark: u64,
     ) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.generation != generation {
@@ -128,6 +144,7 @@ impl AuthCache {
         }
         let entry = Entry {
             checked_at: now,
+            read_mark,
             authenticated: Arc::new(authenticated),
         };
         entries
@@ -223,7 +240,7 @@ mod tests {
             let tenant = if i % 2 == 0 { "acme" } else { "beta" };
             let mut entry = authenticated(t0 + TimeDelta::days(1), None);
             entry.caller.tenant.id = tenant.to_owned();
-            cache.insert(tenant, &format!("h{i}"), entry, t0, cache.generation());
+            cache.insert(tenant, &format!("h{i}"), entry, t0, cache.generation(), 1);
         }
         assert_eq!(cache.len(), 100);
         // Expired entries make room.
@@ -234,6 +251,7 @@ mod tests {
             authenticated(t0 + TimeDelta::days(1), None),
             later,
             cache.generation(),
+            1,
         );
         assert_eq!(cache.len(), 1);
         cache.insert(
@@ -242,6 +260,7 @@ mod tests {
             authenticated(t0 + TimeDelta::days(1), None),
             later,
             cache.generation(),
+            1,
         );
         cache.forget_tenant("t");
         assert!(cache.is_empty());
@@ -258,13 +277,18 @@ mod tests {
             authenticated(t0 + TimeDelta::days(1), Some(grace_ends)),
             t0,
             cache.generation(),
+            1,
         );
-        assert!(cache.get("acme", "h", t0).is_some_and(|a| a.at(t0).is_ok()));
-        assert!(cache.get("beta", "h", t0).is_none());
-        let hit = cache.get("acme", "h", grace_ends).unwrap();
+        assert!(cache
+            .get("acme", "h", t0, |_| true)
+            .is_some_and(|a| a.at(t0).is_ok()));
+        assert!(cache.get("beta", "h", t0, |_| true).is_none());
+        let hit = cache.get("acme", "h", grace_ends, |_| true).unwrap();
         assert!(matches!(hit.at(grace_ends), Err(Error::KeyInvalid)));
-        assert!(cache.get("acme", "h", t0 + TTL).is_none());
-        assert!(cache.get("acme", "h", t0 - TimeDelta::seconds(1)).is_none());
+        assert!(cache.get("acme", "h", t0 + TTL, |_| true).is_none());
+        assert!(cache
+            .get("acme", "h", t0 - TimeDelta::seconds(1), |_| true)
+            .is_none());
     }
 
     #[test]
@@ -279,15 +303,27 @@ mod tests {
             authenticated(t0 + TimeDelta::days(1), None),
             t0,
             before,
+            1,
         );
-        assert!(cache.get("acme", "h", t0).is_none());
+        assert!(cache.get("acme", "h", t0, |_| true).is_none());
         cache.insert(
             "acme",
             "h",
             authenticated(t0 + TimeDelta::days(1), None),
             t0,
             cache.generation(),
+            1,
         );
-        assert!(cache.get("acme", "h", t0).is_some());
+        assert!(cache.get("acme", "h", t0, |_| true).is_some());
+    }
+
+    #[test]
+    fn an_entry_answers_only_while_its_read_is_vouched_for() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let cache = AuthCache::default();
+        let entry = authenticated(t0 + TimeDelta::days(1), None);
+        cache.insert("acme", "h", entry, t0, cache.generation(), 7);
+        assert!(cache.get("acme", "h", t0, |read| read == 7).is_some());
+        assert!(cache.get("acme", "h", t0, |_| false).is_none());
     }
 }
