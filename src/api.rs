@@ -3,6 +3,7 @@
 //! Handlers stay thin: extract, call the core through [`AppState::db`], map the
 //! result to the dialect. Errors are rendered in one place, [`context`].
 
+pub mod access_log;
 pub mod console;
 pub mod context;
 pub mod cors;

@@ -354,6 +354,7 @@ fn serve(settings: Settings) -> Result<(), Error> {
             })
         };
         let served = server.await.map_err(io);
+        keyward::api::access_log::flush();
         flusher.abort();
         match state.flush_usage().await {
             Ok(n) => log::info!("stopped; recorded the last use of {n} keys"),

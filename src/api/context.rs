@@ -181,17 +181,13 @@ fn route_of(req: &actix_web::HttpRequest) -> &'static str {
         .map_or("unmatched", |route| route.0)
 }
 
-/// One line per request. Only the route template is logged, never the path or
-/// query string, which could hold a key.
+/// The request's access line (see [`super::access_log`]).
 fn access_log(
     res: &ServiceResponse<BoxBody>,
     request_id: &str,
     route: &str,
     elapsed: std::time::Duration,
 ) {
-    if !log::log_enabled!(target: "keyward::access", log::Level::Info) {
-        return;
-    }
     let req = res.request();
     let tenant = req
         .headers()
@@ -199,13 +195,13 @@ fn access_log(
         .and_then(|v| v.to_str().ok())
         .filter(|t| crate::tenants::valid_name(t))
         .unwrap_or("-");
-    log::info!(
-        target: "keyward::access",
-        "{request_id} tenant={tenant} {} {} {} {:.3}ms",
-        req.method(),
+    super::access_log::line(
+        request_id,
+        tenant,
+        req.method().as_str(),
         route,
         res.status().as_u16(),
-        elapsed.as_secs_f64() * 1000.0,
+        elapsed,
     );
 }
 

@@ -466,11 +466,13 @@ fn answer(state: &AppState, error: Error, head: &[u8], since: Instant) -> Vec<u8
     state
         .metrics
         .observe_request("unmatched", method, status, elapsed);
-    log::info!(
-        target: "keyward::access",
-        "{request_id} tenant=- {method} unmatched {} {:.3}ms",
+    super::access_log::line(
+        &request_id,
+        "-",
+        method,
+        "unmatched",
         status.as_u16(),
-        elapsed.as_secs_f64() * 1000.0,
+        elapsed,
     );
     [answer.as_bytes(), &body].concat()
 }

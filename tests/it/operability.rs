@@ -265,6 +265,48 @@ fn graceful_shutdown_flushes_last_used_and_logs_no_secret() {
     );
 }
 
+/// Access lines are buffered off the request's path, but reach stderr while
+/// the server runs (within the flusher's period), not only at shutdown.
+#[::core::prelude::v1::test]
+fn access_lines_reach_stderr_while_serving() {
+    let mut server = Served::start();
+    let key = server.field("key");
+    let headers = [
+        ("tenant", "acme"),
+        ("x-key", key.as_str()),
+        ("x-request-id", "live-line-1"),
+    ];
+    let stderr = server.child.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(http_get(server.port, "/v1/auth", &headers).unwrap().0, 200);
+    let sent = Instant::now();
+    let line = loop {
+        let left = Duration::from_secs(5).saturating_sub(sent.elapsed());
+        let line = seen
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no access line within 5 s of the request"));
+        if line.contains("live-line-1") {
+            break line;
+        }
+    };
+    assert!(
+        line.contains("INFO  keyward::access] live-line-1 tenant=acme GET /v1/auth 200 "),
+        "{line}"
+    );
+    assert!(line.ends_with("ms"), "{line}");
+}
+
 /// A 5xx is logged with its detail, but by route: a secret in the path (Estuary
 /// revokes by secret) never reaches the log.
 #[::core::prelude::v1::test]
