@@ -47,7 +47,7 @@ fn buffers() -> &'static Mutex<Vec<Buffer>> {
 thread_local! {
     static BUFFER: Buffer = {
         let buffer = Buffer::default();
-        lock(&buffers()).push(Arc::clone(&buffer));
+        lock(buffers()).push(Arc::clone(&buffer));
         buffer
     };
     /// The current second, and how the line's prefix writes it.
