@@ -89,16 +89,19 @@ impl serde::Serialize for Timestamp {
     }
 }
 
-/// A 200 with `value` as JSON, written into a buffer sized for `size_hint`
-/// bytes (a listing knows roughly how long it is; growing the buffer copies it).
-pub fn json_ok(value: &impl serde::Serialize, size_hint: usize) -> actix_web::HttpResponse {
+/// `value` as JSON, written into a buffer sized for `size_hint` bytes (a
+/// listing knows roughly how long it is; growing the buffer copies it).
+pub fn json_bytes(value: &impl serde::Serialize, size_hint: usize) -> Result<bytes::Bytes, Error> {
     let mut body = Vec::with_capacity(size_hint);
-    match serde_json::to_writer(&mut body, value) {
-        Ok(()) => actix_web::HttpResponse::Ok()
-            .content_type(actix_web::http::header::ContentType::json())
-            .body(body),
-        Err(e) => actix_web::HttpResponse::from_error(Error::Internal(e.to_string())),
-    }
+    serde_json::to_writer(&mut body, value).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(body.into())
+}
+
+/// A 200 with `body`, which is JSON.
+pub fn json_ok(body: bytes::Bytes) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body)
 }
 
 /// Any route that does not exist.

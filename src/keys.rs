@@ -14,6 +14,7 @@
 pub mod secret;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use diesel::dsl;
@@ -27,6 +28,7 @@ use crate::access::Caller;
 use crate::audit::{self, Action, Actor, Target};
 use crate::db::{DbConnection, MultiBackend, Stamp};
 use crate::error::{Error, FieldErrors};
+use crate::memo::Rendered;
 use crate::paging::{self, Page};
 use crate::schema::{api_keys, users};
 use crate::tenants::Tenant;
@@ -540,10 +542,26 @@ impl OwnKeys {
         (&self.tenant_id, &self.user_id)
     }
 
-    /// Drops from an answer read earlier the keys no longer listed at this
-    /// question's `now` (a revocation scheduled by a rotation has come).
+    /// Whether `key`, read earlier, is still listed at this question's `now`:
+    /// not if a revocation scheduled by a rotation has come.
+    fn lists(&self, key: &ApiKey) -> bool {
+        key.state(self.now) != KeyState::Revoked
+    }
+
+    /// Drops from an answer read earlier the keys no longer listed at `now`.
     pub fn keep_listed(&self, keys: &mut Vec<ApiKey>) {
-        keys.retain(|key| key.state(self.now) != KeyState::Revoked);
+        keys.retain(|key| self.lists(key));
+    }
+
+    /// `listing` as of this question's `now`: itself (renderings and all),
+    /// unless a key in it is no longer listed, then a new listing without it.
+    pub fn listed_now(&self, listing: OwnListing) -> OwnListing {
+        if listing.value().iter().all(|key| self.lists(key)) {
+            return listing;
+        }
+        let mut keys = listing.value().clone();
+        self.keep_listed(&mut keys);
+        Arc::new(Rendered::new(keys))
     }
 
     /// The question `caller` may ask, if its key may list keys at all.
@@ -573,6 +591,10 @@ impl KeyFilter {
             && last_used_before.is_none()
     }
 }
+
+/// A caller's own keys as [`OwnKeys`] lists them, shared, with the renderings
+/// the dialects made of them, by every request answered from one read.
+pub type OwnListing = Arc<Rendered<Vec<ApiKey>>>;
 
 /// Answers many [`OwnKeys`] questions, in order, with one query per tenant:
 /// what [`list_for`] lists for each.

@@ -58,7 +58,7 @@ pub struct AppState {
     /// The hot path of a listing, batched on PostgreSQL; see [`AppState::own_keys`].
     own_keys: batch::Batcher<keys::OwnKeys, Vec<keys::ApiKey>>,
     /// The hot path of a listing, remembered on SQLite; see [`AppState::own_keys`].
-    own_keys_memo: memo::Memo<Vec<keys::ApiKey>>,
+    own_keys_memo: memo::Memo<keys::OwnListing>,
 }
 
 impl AppState {
@@ -124,13 +124,11 @@ impl AppState {
     }
 
     /// A caller's own keys (the hot path of a listing). On a SQLite file: a
-    /// [`memo`]ized answer while the database has not changed, else one short
-    /// read. On PostgreSQL: a question in a [`batch`] with those of the
-    /// requests that arrive meanwhile, one query for them all.
-    pub async fn own_keys(
-        self: &Arc<Self>,
-        ask: keys::OwnKeys,
-    ) -> Result<Vec<keys::ApiKey>, Error> {
+    /// [`memo`]ized listing while the database has not changed (with the
+    /// renderings already made of it), else one short read. On PostgreSQL: a
+    /// question in a [`batch`] with those of the requests that arrive
+    /// meanwhile, one query for them all.
+    pub async fn own_keys(self: &Arc<Self>, ask: keys::OwnKeys) -> Result<keys::OwnListing, Error> {
         if let Some(readers) = &self.readers {
             return readers.read(|conn| {
                 // Asked before the read: a commit in between leaves the
@@ -138,22 +136,24 @@ impl AppState {
                 let version = db::data_version(conn)?.unwrap_or_default();
                 let (tenant_id, user_id) = ask.user();
                 let memo_key = format!("{tenant_id}/{user_id}");
-                let mut keys = match self.own_keys_memo.get(&memo_key, version) {
-                    Some(keys) => keys,
+                let listing = match self.own_keys_memo.get(&memo_key, version) {
+                    Some(listing) => listing,
                     None => {
                         let keys = keys::own_keys_of(conn, std::slice::from_ref(&ask))?
                             .pop()
                             .unwrap_or_default();
-                        self.own_keys_memo.put(memo_key, version, keys.clone());
-                        keys
+                        let listing = Arc::new(memo::Rendered::new(keys));
+                        self.own_keys_memo
+                            .put(memo_key, version, Arc::clone(&listing));
+                        listing
                     }
                 };
-                ask.keep_listed(&mut keys);
-                Ok(keys)
+                Ok(ask.listed_now(listing))
             });
         }
         let state = Arc::clone(self);
-        self.own_keys
+        let keys = self
+            .own_keys
             .ask(ask, move || {
                 actix_web::rt::spawn(async move {
                     loop {
@@ -169,7 +169,8 @@ impl AppState {
                     }
                 });
             })
-            .await
+            .await?;
+        Ok(Arc::new(memo::Rendered::new(keys)))
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool, off the

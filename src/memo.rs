@@ -10,9 +10,15 @@
 //!
 //! What an answer holds that time alone changes (a key whose revocation is
 //! scheduled) is for the caller to re-judge on every use.
+//!
+//! An answer can carry its [`Rendered`] forms (the bytes a dialect made of it),
+//! so that while it stays current it is shown without being written again.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
 
 use thread_local::ThreadLocal;
 
@@ -63,9 +69,72 @@ impl<V: Send + Clone> Memo<V> {
     }
 }
 
+/// A value and the renderings made of it, each made once by whoever shows the
+/// value (a dialect's JSON) and shared for as long as the value is.
+#[derive(Debug)]
+pub struct Rendered<T> {
+    value: T,
+    renderings: Mutex<Vec<(&'static str, Bytes)>>,
+}
+
+impl<T> Rendered<T> {
+    pub fn new(value: T) -> Self {
+        Self {
+            value,
+            renderings: Mutex::default(),
+        }
+    }
+
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The rendering named `name`, made by `render` the first time it is asked for.
+    pub fn rendering<E>(
+        &self,
+        name: &'static str,
+        render: impl FnOnce(&T) -> Result<Bytes, E>,
+    ) -> Result<Bytes, E> {
+        let mut renderings = self.renderings.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, bytes)) = renderings.iter().find(|(made, _)| *made == name) {
+            return Ok(bytes.clone());
+        }
+        let bytes = render(&self.value)?;
+        renderings.push((name, bytes.clone()));
+        Ok(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_rendering_is_made_once_and_a_failed_one_is_not_kept() {
+        let rendered = Rendered::new(vec![1, 2]);
+        let made = std::cell::Cell::new(0);
+        let render = |tag: &str, v: &Vec<i32>| -> Result<Bytes, ()> {
+            made.set(made.get() + 1);
+            Ok(Bytes::from(format!("{tag}{v:?}")))
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                rendered.rendering("a", |v| render("a", v)).unwrap(),
+                "a[1, 2]"
+            );
+            assert_eq!(
+                rendered.rendering("b", |v| render("b", v)).unwrap(),
+                "b[1, 2]"
+            );
+        }
+        assert_eq!(made.get(), 2);
+        assert!(rendered.rendering("c", |_| Err::<Bytes, _>(())).is_err());
+        assert_eq!(
+            rendered.rendering("c", |v| render("c", v)).unwrap(),
+            "c[1, 2]"
+        );
+        assert_eq!(rendered.value(), &vec![1, 2]);
+    }
 
     #[test]
     fn an_answer_is_kept_for_its_version_only() {

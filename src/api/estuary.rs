@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::access::Caller;
 use crate::api::input::{parse_uuid, QueryParams};
-use crate::api::timestamp;
+use crate::api::{json_bytes, json_ok, timestamp};
 use crate::audit::Event;
 use crate::error::Error;
 use crate::keys::{
@@ -207,6 +207,9 @@ impl NewTokenQuery {
 }
 
 impl<'a> TokenView<'a> {
+    /// About how long one key is as JSON (with a few scopes).
+    const TYPICAL_BYTES: usize = 220;
+
     fn new(key: &'a ApiKey, token: &'a str) -> Self {
         Self {
             label: &key.name,
@@ -233,12 +236,12 @@ impl<'a> TokenView<'a> {
 )]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
-    let keys = state.own_keys(OwnKeys::of(&caller, now)?).await?;
-    Ok(HttpResponse::Ok().json(
-        keys.iter()
-            .map(|k| TokenView::new(k, ""))
-            .collect::<Vec<_>>(),
-    ))
+    let listing = state.own_keys(OwnKeys::of(&caller, now)?).await?;
+    let body = listing.rendering("estuary", |keys| {
+        let views: Vec<TokenView> = keys.iter().map(|k| TokenView::new(k, "")).collect();
+        json_bytes(&views, views.len() * TokenView::TYPICAL_BYTES)
+    })?;
+    Ok(json_ok(body))
 }
 
 /// Keys made without `expiry` last this long (or the tenant's maximum, if shorter).

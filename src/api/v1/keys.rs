@@ -14,7 +14,7 @@ use utoipa::{IntoParams, Modify, PartialSchema, ToSchema};
 use super::{fields_named, param, push, uuid_param, PageQuery, ResultOk, OK};
 use crate::access::Caller;
 use crate::api::input::{path_id, Body, JsonObject, QueryParams};
-use crate::api::{json_ok, Timestamp};
+use crate::api::{json_bytes, json_ok, Timestamp};
 use crate::error::{Error, FieldErrors};
 use crate::keys::{
     self, ApiKey, Expiry, KeyChange, KeyFilter, KeyState, Meta, NewKey, OwnKeys, Rotation, Scope,
@@ -443,8 +443,9 @@ pub async fn list(
     }
     let (filter, page) = (KeyFilter::from(filter), Page::from(page));
     let now = state.clock.now();
-    let keys = if filter.is_own_keys(&caller) && page.is_whole() {
-        state.own_keys(OwnKeys::of(&caller, now)?).await
+    let body = if filter.is_own_keys(&caller) && page.is_whole() {
+        let listing = state.own_keys(OwnKeys::of(&caller, now)?).await?;
+        listing.rendering("v1", |keys| render_keys(keys))
     } else {
         // One user's keys (or a page) are few; a whole tenant's may be many.
         let bounded = filter.user_id.is_some() || page.take.is_some();
@@ -453,10 +454,16 @@ pub async fn list(
             true => state.read(list).await,
             false => state.db(list).await,
         }
+        .and_then(|keys| render_keys(&keys))
     }
     .map_err(|e| fields_named(e, &[("user_id", "UserId")]))?;
+    Ok(json_ok(body))
+}
+
+/// A listing's JSON.
+fn render_keys(keys: &[ApiKey]) -> Result<bytes::Bytes, Error> {
     let views: Vec<KeyView> = keys.iter().map(KeyView::from).collect();
-    Ok(json_ok(&views, views.len() * KeyView::TYPICAL_BYTES))
+    json_bytes(&views, views.len() * KeyView::TYPICAL_BYTES)
 }
 
 /// Creates a key for the caller, or for anyone (Administrators).
