@@ -16,6 +16,7 @@ pub mod secret;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use diesel::dsl;
 use diesel::prelude::*;
@@ -528,12 +529,23 @@ fn require_listing(caller: &Caller) -> Result<(), Error> {
 }
 
 /// The hot path of a listing, authorized: the caller's own keys, unfiltered
-/// and unpaged, as of `now`. Asked of many callers at once by [`own_keys_of`].
+/// and unpaged, as of `now`. Asked of many callers at once by [`own_listings_of`].
 #[derive(Debug, Clone)]
 pub struct OwnKeys {
     tenant_id: String,
     user_id: String,
     now: DateTime<Utc>,
+    rendering: Rendering,
+}
+
+/// How one dialect shows a listing: a name (a remembered listing keeps one
+/// rendering per name) and the function that writes the bytes. The listing is
+/// rendered where it is read, so that on PostgreSQL the keys are made, written
+/// and dropped on the blocking thread that read them.
+#[derive(Debug, Clone, Copy)]
+pub struct Rendering {
+    pub name: &'static str,
+    pub render: fn(&[ApiKey]) -> Result<Bytes, Error>,
 }
 
 impl OwnKeys {
@@ -553,24 +565,28 @@ impl OwnKeys {
         keys.retain(|key| self.lists(key));
     }
 
-    /// `listing` as of this question's `now`: itself (renderings and all),
-    /// unless a key in it is no longer listed, then a new listing without it.
-    pub fn listed_now(&self, listing: OwnListing) -> OwnListing {
+    /// The answer, rendered, from `listing` (read earlier, at most as early
+    /// as `now`): its kept rendering if every key in it is still listed, else
+    /// the listing without those keys, rendered afresh.
+    pub fn answer_from(&self, listing: &OwnListing) -> Result<Bytes, Error> {
+        let Rendering { name, render } = self.rendering;
         if listing.value().iter().all(|key| self.lists(key)) {
-            return listing;
+            return listing.rendering(name, |keys| render(keys));
         }
         let mut keys = listing.value().clone();
         self.keep_listed(&mut keys);
-        Arc::new(Rendered::new(keys))
+        render(&keys)
     }
 
-    /// The question `caller` may ask, if its key may list keys at all.
-    pub fn of(caller: &Caller, now: DateTime<Utc>) -> Result<Self, Error> {
+    /// The question `caller` may ask, if its key may list keys at all, to be
+    /// answered as `rendering` writes it.
+    pub fn of(caller: &Caller, now: DateTime<Utc>, rendering: Rendering) -> Result<Self, Error> {
         require_listing(caller)?;
         Ok(Self {
             tenant_id: caller.tenant.id.clone(),
             user_id: caller.user_id.clone(),
             now,
+            rendering,
         })
     }
 }
@@ -597,24 +613,64 @@ impl KeyFilter {
 pub type OwnListing = Arc<Rendered<Vec<ApiKey>>>;
 
 /// Answers many [`OwnKeys`] questions, in order, with one query per tenant:
-/// what [`list_for`] lists for each.
-pub fn own_keys_of(conn: &mut DbConnection, asks: &[OwnKeys]) -> Result<Vec<Vec<ApiKey>>, Error> {
-    // Keys not revoked at the earliest `now`; each ask keeps those not revoked at its own.
+/// what [`list_for`] lists for each, rendered as each asks. Asks of one user
+/// that list the same keys in the same rendering share it.
+pub fn own_listings_of(conn: &mut DbConnection, asks: &[OwnKeys]) -> Result<Vec<Bytes>, Error> {
+    let found = asked_keys(conn, asks)?;
+    let mut made: HashMap<(&str, &str, &str, usize), Bytes> = HashMap::new();
+    asks.iter()
+        .map(|ask| {
+            let (tenant_id, user_id) = ask.user();
+            let keys = found.get(&ask.user()).map_or(&[][..], Vec::as_slice);
+            // A key once revoked stays so as `now` grows: asks that keep as
+            // many keys keep the same ones.
+            let listed = keys.iter().filter(|key| ask.lists(key)).count();
+            let made_as = (tenant_id, user_id, ask.rendering.name, listed);
+            if let Some(bytes) = made.get(&made_as) {
+                return Ok(bytes.clone());
+            }
+            let render = ask.rendering.render;
+            let bytes = match listed == keys.len() {
+                true => render(keys)?,
+                false => {
+                    let mut kept = keys.to_vec();
+                    ask.keep_listed(&mut kept);
+                    render(&kept)?
+                }
+            };
+            made.insert(made_as, bytes.clone());
+            Ok(bytes)
+        })
+        .collect()
+}
+
+/// What [`list_for`] lists for one [`OwnKeys`] question.
+pub fn own_keys(conn: &mut DbConnection, ask: &OwnKeys) -> Result<Vec<ApiKey>, Error> {
+    let mut keys = asked_keys(conn, std::slice::from_ref(ask))?
+        .into_values()
+        .next()
+        .unwrap_or_default();
+    ask.keep_listed(&mut keys);
+    Ok(keys)
+}
+
+/// The keys of every user `asks` name, not revoked at the earliest of their
+/// `now`s (each ask drops those revoked by its own), one query per tenant.
+fn asked_keys<'a>(
+    conn: &mut DbConnection,
+    asks: &'a [OwnKeys],
+) -> Result<HashMap<(&'a str, &'a str), Vec<ApiKey>>, Error> {
+    let mut found: HashMap<(&str, &str), Vec<ApiKey>> = HashMap::new();
     let Some(earliest) = asks.iter().map(|ask| ask.now.naive_utc()).min() else {
-        return Ok(Vec::new());
+        return Ok(found);
     };
-    // How often each user asks: the last of its asks takes the keys, the others a copy.
-    let mut asked: HashMap<(&str, &str), usize> = HashMap::new();
-    for ask in asks {
-        *asked.entry(ask.user()).or_default() += 1;
-    }
     let mut tenants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for &(tenant_id, user_id) in asked.keys() {
+    for (tenant_id, user_id) in asks.iter().map(OwnKeys::user) {
         tenants.entry(tenant_id).or_default().push(user_id);
     }
-    let mut found: HashMap<(&str, &str), Vec<ApiKey>> = HashMap::new();
     for (tenant_id, mut users) in tenants {
         users.sort_unstable();
+        users.dedup();
         let rows = match users.as_slice() {
             [user_id] => user_keys(conn, tenant_id, user_id, earliest)?,
             _ => api_keys::table
@@ -633,22 +689,7 @@ pub fn own_keys_of(conn: &mut DbConnection, asks: &[OwnKeys]) -> Result<Vec<Vec<
             }
         }
     }
-    Ok(asks
-        .iter()
-        .map(|ask| {
-            let user = ask.user();
-            let left = asked.get_mut(&user).map(|n| {
-                *n -= 1;
-                *n
-            });
-            let mut keys = match left {
-                Some(0) => found.remove(&user).unwrap_or_default(),
-                _ => found.get(&user).cloned().unwrap_or_default(),
-            };
-            ask.keep_listed(&mut keys);
-            keys
-        })
-        .collect())
+    Ok(found)
 }
 
 /// One user's keys not revoked at `now`, oldest first: the hot path of a

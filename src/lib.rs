@@ -56,7 +56,7 @@ pub struct AppState {
     /// Per-thread read connections, on a SQLite file; see [`AppState::read`].
     readers: Option<db::Readers>,
     /// The hot path of a listing, batched on PostgreSQL; see [`AppState::own_keys`].
-    own_keys: batch::Batcher<keys::OwnKeys, Vec<keys::ApiKey>>,
+    own_keys: batch::Batcher<keys::OwnKeys, bytes::Bytes>,
     /// The hot path of a listing, remembered on SQLite; see [`AppState::own_keys`].
     own_keys_memo: memo::Memo<keys::OwnListing>,
 }
@@ -77,7 +77,7 @@ impl AppState {
             changes: changes::ChangeWatch::default(),
             metrics: Arc::new(metrics::Metrics::new()),
             readers,
-            own_keys: batch::Batcher::new(keys::own_keys_of),
+            own_keys: batch::Batcher::new(keys::own_listings_of),
             own_keys_memo: memo::Memo::default(),
         }
     }
@@ -123,12 +123,13 @@ impl AppState {
         }
     }
 
-    /// A caller's own keys (the hot path of a listing). On a SQLite file: a
-    /// [`memo`]ized listing while the database has not changed (with the
-    /// renderings already made of it), else one short read. On PostgreSQL: a
-    /// question in a [`batch`] with those of the requests that arrive
-    /// meanwhile, one query for them all.
-    pub async fn own_keys(self: &Arc<Self>, ask: keys::OwnKeys) -> Result<keys::OwnListing, Error> {
+    /// A caller's own keys (the hot path of a listing), rendered as `ask`
+    /// says. On a SQLite file: a [`memo`]ized listing while the database has
+    /// not changed (with the renderings already made of it), else one short
+    /// read. On PostgreSQL: a question in a [`batch`] with those of the
+    /// requests that arrive meanwhile, one query for them all, rendered on the
+    /// blocking thread that read it.
+    pub async fn own_keys(self: &Arc<Self>, ask: keys::OwnKeys) -> Result<bytes::Bytes, Error> {
         if let Some(readers) = &self.readers {
             return readers.read(|conn| {
                 // Asked before the read: a commit in between leaves the
@@ -139,21 +140,18 @@ impl AppState {
                 let listing = match self.own_keys_memo.get(&memo_key, version) {
                     Some(listing) => listing,
                     None => {
-                        let keys = keys::own_keys_of(conn, std::slice::from_ref(&ask))?
-                            .pop()
-                            .unwrap_or_default();
+                        let keys = keys::own_keys(conn, &ask)?;
                         let listing = Arc::new(memo::Rendered::new(keys));
                         self.own_keys_memo
                             .put(memo_key, version, Arc::clone(&listing));
                         listing
                     }
                 };
-                Ok(ask.listed_now(listing))
+                ask.answer_from(&listing)
             });
         }
         let state = Arc::clone(self);
-        let keys = self
-            .own_keys
+        self.own_keys
             .ask(ask, move || {
                 actix_web::rt::spawn(async move {
                     loop {
@@ -169,8 +167,7 @@ impl AppState {
                     }
                 });
             })
-            .await?;
-        Ok(Arc::new(memo::Rendered::new(keys)))
+            .await
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool, off the

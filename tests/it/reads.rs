@@ -166,3 +166,53 @@ both_backends! {
         assert!(!listed.contains(&first.id), "a key past its scheduled revocation is not listed");
     }
 }
+
+both_backends! {
+    async fn a_batch_renders_each_ask_at_its_own_now(app: &TestApp) {
+        // PostgreSQL answers queued listings in one batch, rendered where they
+        // are read; asks of one user share a rendering only when they list the
+        // same keys in the same dialect.
+        use keyward::keys::{own_listings_of, ApiKey, OwnKeys, Rendering};
+        let tenant = app.tenant("acme");
+        let user = app.user(&tenant, "a@example.com", &[]);
+        let (first, _) = app.key(&tenant, &user, &[Scope::UserKeyManagement]);
+        let (second, _) = app.key(&tenant, &user, &[Scope::PublicApi]);
+        let now = app.now();
+        diesel::update(api_keys::table.filter(api_keys::id.eq(&first.id)))
+            .set(api_keys::revoked_at.eq((now + chrono::TimeDelta::hours(1)).naive_utc()))
+            .execute(&mut *app.conn())
+            .unwrap();
+        let caller = keyward::access::Caller {
+            tenant: tenant.clone(),
+            user_id: user.id.clone(),
+            roles: vec![],
+            key_id: second.id.clone(),
+            key_name: second.name.clone(),
+            key_expires_at: second.expires_at,
+            key_meta: Default::default(),
+            scopes: vec![Scope::UserKeyManagement],
+            origin: Default::default(),
+        };
+        fn ids(keys: &[ApiKey]) -> Result<bytes::Bytes, keyward::error::Error> {
+            Ok(keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(",").into())
+        }
+        fn count(keys: &[ApiKey]) -> Result<bytes::Bytes, keyward::error::Error> {
+            Ok(keys.len().to_string().into())
+        }
+        let ids = Rendering { name: "ids", render: ids };
+        let count = Rendering { name: "count", render: count };
+        let later = now + chrono::TimeDelta::hours(2);
+        let asks = [
+            OwnKeys::of(&caller, now, ids).unwrap(),
+            OwnKeys::of(&caller, later, ids).unwrap(),
+            OwnKeys::of(&caller, now, count).unwrap(),
+            OwnKeys::of(&caller, now, ids).unwrap(),
+        ];
+        let answers = own_listings_of(&mut app.conn(), &asks).unwrap();
+        let both = format!("{},{}", first.id, second.id);
+        assert_eq!(answers[0], both.as_str());
+        assert_eq!(answers[1], second.id.as_str(), "past its scheduled revocation");
+        assert_eq!(answers[2], "2");
+        assert_eq!(answers[3], both.as_str());
+    }
+}

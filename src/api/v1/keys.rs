@@ -17,8 +17,8 @@ use crate::api::input::{path_id, Body, JsonObject, QueryParams};
 use crate::api::{json_bytes, json_ok, Timestamp};
 use crate::error::{Error, FieldErrors};
 use crate::keys::{
-    self, ApiKey, Expiry, KeyChange, KeyFilter, KeyState, Meta, NewKey, OwnKeys, Rotation, Scope,
-    SCOPES_INVALID, USER_ID_INVALID,
+    self, ApiKey, Expiry, KeyChange, KeyFilter, KeyState, Meta, NewKey, OwnKeys, Rendering,
+    Rotation, Scope, SCOPES_INVALID, USER_ID_INVALID,
 };
 use crate::paging::Page;
 use crate::AppState;
@@ -444,8 +444,11 @@ pub async fn list(
     let (filter, page) = (KeyFilter::from(filter), Page::from(page));
     let now = state.clock.now();
     let body = if filter.is_own_keys(&caller) && page.is_whole() {
-        let listing = state.own_keys(OwnKeys::of(&caller, now)?).await?;
-        listing.rendering("v1", |keys| render_keys(keys))
+        let rendering = Rendering {
+            name: "v1",
+            render: render_keys,
+        };
+        state.own_keys(OwnKeys::of(&caller, now, rendering)?).await
     } else {
         // One user's keys (or a page) are few; a whole tenant's may be many.
         let bounded = filter.user_id.is_some() || page.take.is_some();
