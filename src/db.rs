@@ -422,20 +422,33 @@ pub fn lock_users_with_roles(
 /// last answer exactly when another connection committed since. `None` on
 /// PostgreSQL, which has no such counter.
 pub fn data_version(conn: &mut DbConnection) -> Result<Option<i64>, Error> {
-    #[derive(QueryableByName)]
-    struct Version {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        data_version: i64,
-    }
     match conn {
-        DbConnection::Sqlite(c) => Ok(Some(
-            diesel::sql_query("PRAGMA data_version")
-                .get_result::<Version>(c)?
-                .data_version,
-        )),
+        DbConnection::Sqlite(c) => Ok(Some(DataVersion.get_result::<i64>(c)?)),
         DbConnection::Postgres(_) => Ok(None),
     }
 }
+
+/// `PRAGMA data_version` as a query of fixed text with a static query id, so
+/// the connection keeps it prepared (a `sql_query` is parsed on every run, and
+/// the hot listing asks on every request).
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct DataVersion;
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for DataVersion {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_sql("PRAGMA data_version");
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::Query for DataVersion {
+    type SqlType = diesel::sql_types::BigInt;
+}
+
+impl RunQueryDsl<diesel::SqliteConnection> for DataVersion {}
 
 /// Whether the database answers; for `/readiness`.
 pub fn ping(conn: &mut DbConnection) -> Result<(), Error> {
