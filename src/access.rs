@@ -3,6 +3,8 @@
 //! `auth` builds a [`Caller`] from a request; the core's functions take one and
 //! ask it the questions below. Nothing here knows about HTTP.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::error::Error;
@@ -10,9 +12,20 @@ use crate::keys::Scope;
 use crate::tenants::Tenant;
 use crate::users;
 
-/// The authenticated caller: who acts, in which tenant, with which key.
+/// The authenticated caller: who acts, in which tenant, with which key
+/// ([`Identity`], read through `Deref`), and where the request came from.
+/// The identity is shared: a cached authentication answers a request with a
+/// reference count, not a copy of the tenant, the roles and the scopes.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    identity: Arc<Identity>,
+    /// Where the request came from, for the audit log.
+    pub origin: Origin,
+}
+
+/// Who a [`Caller`] is.
+#[derive(Debug)]
+pub struct Identity {
     pub tenant: Tenant,
     pub user_id: String,
     pub roles: Vec<String>,
@@ -24,12 +37,18 @@ pub struct Caller {
     /// caller made from it.
     pub key_meta: KeyMeta,
     pub scopes: Vec<Scope>,
-    /// Where the request came from, for the audit log.
-    pub origin: Origin,
+}
+
+impl std::ops::Deref for Caller {
+    type Target = Identity;
+
+    fn deref(&self) -> &Identity {
+        &self.identity
+    }
 }
 
 /// A key's metadata as a caller carries it.
-pub type KeyMeta = std::sync::Arc<serde_json::Map<String, serde_json::Value>>;
+pub type KeyMeta = Arc<serde_json::Map<String, serde_json::Value>>;
 
 /// The request a caller made: its id and the client's address.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +58,13 @@ pub struct Origin {
 }
 
 impl Caller {
+    pub fn new(identity: Identity, origin: Origin) -> Self {
+        Self {
+            identity: Arc::new(identity),
+            origin,
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         users::has_admin_role(&self.roles)
     }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 
 use self::cache::Authenticated;
-use crate::access::{Caller, Origin};
+use crate::access::{Caller, Identity, Origin};
 use crate::api::context::RequestId;
 use crate::db::DbConnection;
 use crate::error::Error;
@@ -150,17 +150,19 @@ pub fn authenticate(
         keys::find_for_authentication(conn, &tenant.id, hash)?.ok_or(Error::KeyInvalid)?;
     credential.check(now)?;
     let key = &credential.key;
-    let caller = Caller {
-        tenant,
-        user_id: key.user_id.clone(),
-        roles: credential.roles.clone(),
-        key_id: key.id.clone(),
-        key_name: key.name.clone(),
-        key_expires_at: key.expires_at,
-        key_meta: std::sync::Arc::new(key.meta.as_map().clone()),
-        scopes: key.scopes.clone(),
-        origin: Origin::default(),
-    };
+    let caller = Caller::new(
+        Identity {
+            tenant,
+            user_id: key.user_id.clone(),
+            roles: credential.roles.clone(),
+            key_id: key.id.clone(),
+            key_name: key.name.clone(),
+            key_expires_at: key.expires_at,
+            key_meta: std::sync::Arc::new(key.meta.as_map().clone()),
+            scopes: key.scopes.clone(),
+        },
+        Origin::default(),
+    );
     Ok(Authenticated { caller, credential })
 }
 

@@ -186,7 +186,7 @@ fn fresh(checked_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::Origin;
+    use crate::access::{Identity, Origin};
     use crate::keys::ApiKey;
     use crate::tenants::Tenant;
     use chrono::TimeZone;
@@ -195,22 +195,32 @@ mod tests {
         expires_at: DateTime<Utc>,
         revoked_at: Option<DateTime<Utc>>,
     ) -> Authenticated {
+        authenticated_in("t", expires_at, revoked_at)
+    }
+
+    fn authenticated_in(
+        tenant_id: &str,
+        expires_at: DateTime<Utc>,
+        revoked_at: Option<DateTime<Utc>>,
+    ) -> Authenticated {
         let tenant = Tenant {
-            id: "t".into(),
+            id: tenant_id.into(),
             name: "acme".into(),
             max_key_lifetime_days: 365,
         };
-        let caller = Caller {
-            tenant,
-            user_id: "u".into(),
-            roles: vec![],
-            key_id: "k".into(),
-            key_name: "key".into(),
-            key_expires_at: expires_at,
-            key_meta: Default::default(),
-            scopes: vec![],
-            origin: Origin::default(),
-        };
+        let caller = Caller::new(
+            Identity {
+                tenant,
+                user_id: "u".into(),
+                roles: vec![],
+                key_id: "k".into(),
+                key_name: "key".into(),
+                key_expires_at: expires_at,
+                key_meta: Default::default(),
+                scopes: vec![],
+            },
+            Origin::default(),
+        );
         let key = ApiKey {
             id: "k".into(),
             user_id: "u".into(),
@@ -238,8 +248,7 @@ mod tests {
         let cache = AuthCache::with_capacity(100);
         for i in 0..250 {
             let tenant = if i % 2 == 0 { "acme" } else { "beta" };
-            let mut entry = authenticated(t0 + TimeDelta::days(1), None);
-            entry.caller.tenant.id = tenant.to_owned();
+            let entry = authenticated_in(tenant, t0 + TimeDelta::days(1), None);
             cache.insert(tenant, &format!("h{i}"), entry, t0, cache.generation(), 1);
         }
         assert_eq!(cache.len(), 100);

@@ -182,7 +182,7 @@ both_backends! {
             .set(api_keys::revoked_at.eq((now + chrono::TimeDelta::hours(1)).naive_utc()))
             .execute(&mut *app.conn())
             .unwrap();
-        let caller = keyward::access::Caller {
+        let identity = keyward::access::Identity {
             tenant: tenant.clone(),
             user_id: user.id.clone(),
             roles: vec![],
@@ -191,8 +191,8 @@ both_backends! {
             key_expires_at: second.expires_at,
             key_meta: Default::default(),
             scopes: vec![Scope::UserKeyManagement],
-            origin: Default::default(),
         };
+        let caller = keyward::access::Caller::new(identity, Default::default());
         fn ids(keys: &[ApiKey]) -> Result<bytes::Bytes, keyward::error::Error> {
             Ok(keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(",").into())
         }
