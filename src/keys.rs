@@ -565,17 +565,25 @@ impl OwnKeys {
         keys.retain(|key| self.lists(key));
     }
 
-    /// The answer, rendered, from `listing` (read earlier, at most as early
-    /// as `now`): its kept rendering if every key in it is still listed, else
-    /// the listing without those keys, rendered afresh.
-    pub fn answer_from(&self, listing: &OwnListing) -> Result<Bytes, Error> {
-        let Rendering { name, render } = self.rendering;
-        if listing.value().iter().all(|key| self.lists(key)) {
-            return listing.rendering(name, |keys| render(keys));
+    /// `keys`, read earlier, rendered as this question asks: without those
+    /// no longer listed at its `now`.
+    fn render(&self, keys: &[ApiKey]) -> Result<Bytes, Error> {
+        let render = self.rendering.render;
+        if keys.iter().all(|key| self.lists(key)) {
+            return render(keys);
         }
-        let mut keys = listing.value().clone();
-        self.keep_listed(&mut keys);
-        render(&keys)
+        let mut kept = keys.to_vec();
+        self.keep_listed(&mut kept);
+        render(&kept)
+    }
+
+    /// The answer from `listing` (read earlier, at most as early as `now`):
+    /// its kept rendering while every key in it is still listed.
+    pub fn answer_from(&self, listing: &OwnListing) -> Result<Bytes, Error> {
+        match listing.value().iter().all(|key| self.lists(key)) {
+            true => listing.rendering(self.rendering.name, |keys| self.render(keys)),
+            false => self.render(listing.value()),
+        }
     }
 
     /// The question `caller` may ask, if its key may list keys at all, to be
@@ -629,15 +637,7 @@ pub fn own_listings_of(conn: &mut DbConnection, asks: &[OwnKeys]) -> Result<Vec<
             if let Some(bytes) = made.get(&made_as) {
                 return Ok(bytes.clone());
             }
-            let render = ask.rendering.render;
-            let bytes = match listed == keys.len() {
-                true => render(keys)?,
-                false => {
-                    let mut kept = keys.to_vec();
-                    ask.keep_listed(&mut kept);
-                    render(&kept)?
-                }
-            };
+            let bytes = ask.render(keys)?;
             made.insert(made_as, bytes.clone());
             Ok(bytes)
         })
