@@ -17,6 +17,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use actix_web::http::header::HeaderValue;
+
 /// How long a line may wait in its thread's buffer.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// A thread's buffer is written at once when it reaches this size.
@@ -59,9 +61,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One request's line, if the log filter lets `keyward::access` through.
+/// The `tenant` header is logged only when it is a valid tenant name, else `-`.
 pub fn line(
     request_id: &str,
-    tenant: &str,
+    tenant: Option<&HeaderValue>,
     method: &str,
     route: &str,
     status: u16,
@@ -70,6 +73,10 @@ pub fn line(
     if !log::log_enabled!(target: TARGET, log::Level::Info) {
         return;
     }
+    let tenant = tenant
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| crate::tenants::valid_name(t))
+        .unwrap_or("-");
     let stamp = now_stamp();
     let micros = elapsed.as_micros();
     BUFFER.with(|buffer| {

@@ -189,15 +189,9 @@ fn access_log(
     elapsed: std::time::Duration,
 ) {
     let req = res.request();
-    let tenant = req
-        .headers()
-        .get("tenant")
-        .and_then(|v| v.to_str().ok())
-        .filter(|t| crate::tenants::valid_name(t))
-        .unwrap_or("-");
     super::access_log::line(
         request_id,
-        tenant,
+        req.headers().get("tenant"),
         req.method().as_str(),
         route,
         res.status().as_u16(),

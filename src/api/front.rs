@@ -468,7 +468,7 @@ fn answer(state: &AppState, error: Error, head: &[u8], since: Instant) -> Vec<u8
         .observe_request("unmatched", method, status, elapsed);
     super::access_log::line(
         &request_id,
-        "-",
+        None,
         method,
         "unmatched",
         status.as_u16(),
