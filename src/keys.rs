@@ -561,7 +561,7 @@ impl OwnKeys {
     }
 
     /// Drops from an answer read earlier the keys no longer listed at `now`.
-    pub fn keep_listed(&self, keys: &mut Vec<ApiKey>) {
+    fn keep_listed(&self, keys: &mut Vec<ApiKey>) {
         keys.retain(|key| self.lists(key));
     }
 
