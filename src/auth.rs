@@ -182,21 +182,48 @@ async fn authenticate_request(
             return hit.at(now);
         }
     }
-    let (generation, read_mark) = (state.auth_cache.generation(), state.changes.mark());
-    let (tenant, lookup) = (credentials.tenant.clone(), presented.clone());
-    let authenticated = state
-        .read(move |conn| authenticate(conn, &tenant, &lookup, now))
-        .await?;
-    if let Presented::Hash(hash) = &presented {
-        state.auth_cache.insert(
-            &credentials.tenant,
-            hash,
-            authenticated.clone(),
-            now,
-            generation,
-            read_mark,
-        );
-    }
+    // A read that an instance's refusal outranks (it began before a refusal
+    // that another request read meanwhile) is made again, once: the second
+    // began after that refusal.
+    let mut attempts = 0;
+    let authenticated = loop {
+        attempts += 1;
+        let (generation, read_mark) = (state.auth_cache.generation(), state.changes.mark());
+        let (tenant, lookup) = (credentials.tenant.clone(), presented.clone());
+        let read = state
+            .read(move |conn| authenticate(conn, &tenant, &lookup, now))
+            .await;
+        let Presented::Hash(hash) = &presented else {
+            break read?;
+        };
+        match read {
+            Err(e @ (Error::KeyInvalid | Error::KeyExpired)) => {
+                state
+                    .auth_cache
+                    .refuse(&credentials.tenant, hash, read_mark);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+            Ok(authenticated) => {
+                if attempts < 2
+                    && state
+                        .auth_cache
+                        .refused_since(&credentials.tenant, hash, read_mark)
+                {
+                    continue;
+                }
+                state.auth_cache.insert(
+                    &credentials.tenant,
+                    hash,
+                    authenticated.clone(),
+                    now,
+                    generation,
+                    read_mark,
+                );
+                break authenticated;
+            }
+        }
+    };
     Ok(authenticated.caller)
 }
 

@@ -1,10 +1,13 @@
 //! Knowing when data changed, instead of guessing.
 //!
-//! Every committed write to a tenant, its users or its keys bumps the tenant's
-//! row in `tenant_changes` (database triggers, so writes that bypass keyward
-//! count too; last-used times do not). Each running instance polls that table
-//! every [`POLL_EVERY`] on a connection of its own ([`ChangeWatch::poll`]) and
-//! drops what it cached for the tenants whose version moved.
+//! Every committed write to a tenant, its users or its keys leaves a mark
+//! naming the tenant in the change signal (migration 000005: database
+//! triggers, so writes that bypass keyward count too, and keyward's own
+//! writes in the same transaction, which is all there is on Citus; last-used
+//! times do not count). Each running instance reads it every [`POLL_EVERY`]
+//! on a connection of its own ([`ChangeWatch::poll`], through
+//! [`db::read_changes`], whose cost follows what changed, not how many
+//! tenants there are) and drops what it cached for the tenants named.
 //!
 //! What is cached may be served only while the watch [`ChangeWatch::vouches_for`]
 //! it: the last poll whose changes were applied began less than [`TRUST_FOR`]
@@ -15,32 +18,25 @@
 //! drops) or lag (a saturated machine can delay one by tens of milliseconds),
 //! each cached answer is read again at most once per `TRUST_FOR`, rather than
 //! every request going to the database at once; the first poll after a gap
-//! drops everything.
+//! drops everything. [`ChangeWatch::age`] says how old the last applied poll
+//! is (`/metrics`), so a dead watch is seen.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use diesel::prelude::*;
-
-use crate::db::DbConnection;
+use crate::db::{self, DbConnection, SignalCursor};
 use crate::error::Error;
-use crate::schema::tenant_changes;
+
+pub use crate::db::Changed;
 
 /// How often an instance asks whether anything changed.
 pub const POLL_EVERY: Duration = Duration::from_millis(20);
 /// How long after a poll began its picture of the data may be trusted.
 pub const TRUST_FOR: Duration = Duration::from_millis(80);
-
-/// What a poll found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Changed {
-    /// These tenants' data changed (by tenant id).
-    Tenants(Vec<String>),
-    /// Anything may have changed: the first poll, or the first after a gap.
-    Everything,
-}
+/// A watch whose last applied poll is older than this reads the signal
+/// afresh (and drops everything): what it had not read may have been pruned.
+pub const GAP: Duration = Duration::from_secs(30);
 
 /// One instance's view of the change signal.
 #[derive(Debug)]
@@ -48,11 +44,14 @@ pub struct ChangeWatch {
     epoch: Instant,
     /// When (µs after `epoch`) the last applied poll began; 0 while stale.
     trusted_from: AtomicU64,
+    /// When (µs after `epoch`) the last applied poll began, kept through
+    /// failures; 0 before the first.
+    last_applied: AtomicU64,
     /// Set by the first applied poll: a watch runs, so a write by another
     /// process drops what was read before it, or it ages out.
     watched: AtomicBool,
-    /// Tenant id -> the version the last poll saw; empty after a gap.
-    versions: Mutex<HashMap<String, i64>>,
+    /// How far the signal has been read; reset after a gap.
+    cursor: Mutex<SignalCursor>,
 }
 
 impl Default for ChangeWatch {
@@ -60,8 +59,9 @@ impl Default for ChangeWatch {
         Self {
             epoch: Instant::now(),
             trusted_from: AtomicU64::new(0),
+            last_applied: AtomicU64::new(0),
             watched: AtomicBool::new(false),
-            versions: Mutex::new(HashMap::new()),
+            cursor: Mutex::new(SignalCursor::default()),
         }
     }
 }
@@ -96,32 +96,36 @@ impl ChangeWatch {
         from != 0 && self.mark().saturating_sub(from) < TRUST_FOR.as_micros() as u64
     }
 
-    /// Reads the versions and says what changed since the last poll. Apply
-    /// the answer, then call [`ChangeWatch::applied`] with the poll's `mark`.
+    /// Reads the signal and says what changed since the last poll. Apply the
+    /// answer, then call [`ChangeWatch::applied`] with the poll's `mark`.
     pub fn poll(&self, conn: &mut DbConnection) -> Result<Changed, Error> {
-        let now: HashMap<String, i64> = tenant_changes::table
-            .select((tenant_changes::tenant_id, tenant_changes::version))
-            .load::<(String, i64)>(conn)?
-            .into_iter()
-            .collect();
-        let mut seen = self.versions.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = if seen.is_empty() {
-            Changed::Everything
-        } else {
-            Changed::Tenants(
-                now.iter()
-                    .filter(|(tenant, version)| seen.get(*tenant) != Some(version))
-                    .map(|(tenant, _)| tenant.clone())
-                    .collect(),
-            )
-        };
-        *seen = now;
-        Ok(changed)
+        let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+        let last = self.last_applied.load(Ordering::Acquire);
+        if last != 0 && self.mark().saturating_sub(last) > GAP.as_micros() as u64 {
+            cursor.reset();
+        }
+        db::read_changes(conn, &mut cursor)
+    }
+
+    /// On PostgreSQL, the horizon of the last poll; see [`db::prune_changes`].
+    pub fn horizon(&self) -> Option<i64> {
+        self.cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .horizon()
+    }
+
+    /// How long ago the last applied poll began (since the watch was made,
+    /// if none has been): about [`POLL_EVERY`] while the watch is alive.
+    pub fn age(&self) -> Duration {
+        let last = self.last_applied.load(Ordering::Acquire);
+        Duration::from_micros(self.mark().saturating_sub(last))
     }
 
     /// The changes of the poll that began at `mark` are applied: caches may answer.
     pub fn applied(&self, mark: u64) {
         self.watched.store(true, Ordering::Relaxed);
+        self.last_applied.store(mark, Ordering::Release);
         self.trusted_from.store(mark, Ordering::Release);
     }
 
@@ -129,10 +133,10 @@ impl ChangeWatch {
     /// and that one drops everything.
     pub fn lost(&self) {
         self.trusted_from.store(0, Ordering::Release);
-        self.versions
+        self.cursor
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clear();
+            .reset();
     }
 }
 

@@ -272,12 +272,31 @@ pub struct CitusReport {
 /// How each table is spread over a Citus cluster, in the order it must be done:
 /// a table's foreign keys may only point at tables distributed before it.
 /// `tenants` is small and read by every request: a copy on every node.
-const CITUS_LAYOUT: [(&str, Option<&str>); 5] = [
+/// The change signal's `change_log` is not here: it stays a plain table on
+/// the coordinator, written by keyward in each write transaction
+/// ([`note_change`]) and read by every instance's watch without touching a
+/// shard.
+const CITUS_LAYOUT: [(&str, Option<&str>); 4] = [
     ("tenants", None),
     ("users", Some("users")),
     ("api_keys", Some("users")),
     ("audit_events", Some("users")),
-    ("tenant_changes", Some("users")),
+];
+
+/// The change signal's triggers (migration 000005). Citus cannot run them in
+/// its shards (statement triggers read transition tables the shards do not
+/// have, and a shard's trigger cannot write the coordinator's `change_log`),
+/// so distributing drops them; keyward's own writes signal themselves.
+const SIGNAL_TRIGGERS: [(&str, &str); 9] = [
+    ("tenants", "tenants_inserted"),
+    ("tenants", "tenants_updated"),
+    ("tenants", "tenants_deleted"),
+    ("users", "users_inserted"),
+    ("users", "users_updated"),
+    ("users", "users_deleted"),
+    ("api_keys", "api_keys_inserted"),
+    ("api_keys", "api_keys_updated"),
+    ("api_keys", "api_keys_deleted"),
 ];
 
 /// On a PostgreSQL database with the `citus` extension, makes `tenants` a
@@ -315,10 +334,9 @@ pub fn distribute_for_citus(conn: &mut DbConnection) -> Result<CitusReport, Erro
     // Otherwise `create_reference_table('tenants')` quietly turns the tables
     // that refer to it into Citus-local tables, and distributing them fails.
     pg.batch_execute("SET citus.enable_local_reference_table_foreign_keys = off")?;
-    // The change signal's triggers (migration 000004) bump `tenant_changes`
-    // in the same shard as the row they fire for: co-located, so Citus may
-    // run them there.
-    pg.batch_execute("SET citus.enable_unsafe_triggers = on")?;
+    for (table, trigger) in SIGNAL_TRIGGERS {
+        pg.batch_execute(&format!("DROP TRIGGER IF EXISTS {trigger} ON {table}"))?;
+    }
     for (table, colocate_with) in CITUS_LAYOUT {
         // `h`: hash-distributed; `n` with replication model `t`: a reference table.
         let done = diesel::sql_query(
@@ -385,6 +403,260 @@ pub fn write_transaction<T>(
             let _ = Manager::rollback_transaction(conn);
             Err(e)
         }
+    }
+}
+
+/// Runs `f` in a write transaction (see [`write_transaction`]) that changes
+/// the data of the tenant `tenant_id` (the tenant itself, its users or its
+/// keys), and signals the change in the same transaction ([`note_change`]).
+pub fn tenant_write<T>(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    write_transaction(conn, |conn| {
+        let value = f(conn)?;
+        note_change(conn, tenant_id)?;
+        Ok(value)
+    })
+}
+
+/// Signals, inside the current write transaction, that the tenant's data
+/// changed. On plain PostgreSQL and SQLite the triggers of migration 000005
+/// already did (for anyone's writes), and on PostgreSQL this finds their row
+/// and adds nothing; on Citus, whose shards cannot run those triggers, this is
+/// the signal. SQLite, never distributed, leaves it to its triggers.
+pub fn note_change(conn: &mut DbConnection, tenant_id: &str) -> Result<(), Error> {
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query("SELECT keyward_log_changes(ARRAY[$1::text])")
+            .bind::<diesel::sql_types::Text, _>(tenant_id)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// Runs `f` in a transaction that is always rolled back, and returns what
+/// `f` returned: for a probe that must leave nothing behind.
+pub fn dry_run<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    Manager::begin_transaction(conn)?;
+    let outcome = f(conn);
+    Manager::rollback_transaction(conn)?;
+    outcome
+}
+
+/// Whether the current transaction has signalled a change to the tenant
+/// (the `change_log` row of [`note_change`] or of a trigger). On SQLite the
+/// triggers bump the tenant's row; that is checked in its tests, not here.
+pub fn change_noted(conn: &mut DbConnection, tenant_id: &str) -> Result<bool, Error> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    match conn {
+        DbConnection::Postgres(pg) => Ok(diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM change_log \
+             WHERE tx = pg_current_xact_id()::text::bigint AND tenant_id = $1) AS found",
+        )
+        .bind::<diesel::sql_types::Text, _>(tenant_id)
+        .get_result::<Found>(pg)?
+        .found),
+        DbConnection::Sqlite(_) => Ok(true),
+    }
+}
+
+/// What the change signal said since a [`SignalCursor`] last read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// These tenants' data changed (by tenant id).
+    Tenants(Vec<String>),
+    /// Anything may have changed: the first read, or one that names every tenant.
+    Everything,
+}
+
+/// How far a change watch has read the change signal; see [`read_changes`].
+#[derive(Debug, Default)]
+pub struct SignalCursor(Option<Position>);
+
+#[derive(Debug)]
+enum Position {
+    /// The connection's `PRAGMA data_version` and the highest change number
+    /// seen at the last read.
+    Sqlite { data_version: i64, number: i64 },
+    /// The oldest transaction still running at the last read (every older
+    /// one had ended, so its rows were there to be read), and the rows at or
+    /// above it already read.
+    Postgres {
+        horizon: i64,
+        seen: std::collections::HashSet<i64>,
+    },
+}
+
+impl SignalCursor {
+    /// Forgets where it was: the next read answers [`Changed::Everything`].
+    pub fn reset(&mut self) {
+        self.0 = None;
+    }
+
+    /// On PostgreSQL, the oldest transaction that was still running at the
+    /// last read; for [`prune_changes`].
+    pub fn horizon(&self) -> Option<i64> {
+        match &self.0 {
+            Some(Position::Postgres { horizon, .. }) => Some(*horizon),
+            _ => None,
+        }
+    }
+}
+
+/// Reads what changed since `cursor`'s last read, at a cost that follows the
+/// changes, not the number of tenants (migration 000005):
+///
+/// - SQLite: nothing at all unless `PRAGMA data_version` moved (another
+///   connection committed); then the tenants whose change number is above
+///   the highest seen, through an index. One writer at a time takes and
+///   commits the numbers in order, so none can hide below that.
+/// - PostgreSQL: the `change_log` rows of transactions at or above the oldest
+///   one that was still running at the previous read, in the same statement
+///   (so the same snapshot) as the new horizon: every transaction below a
+///   horizon had ended when it was taken, so its rows were visible to that
+///   read or an earlier one. Rows re-read while a long transaction holds the
+///   horizon back are recognised by their number and not reported twice.
+pub fn read_changes(conn: &mut DbConnection, cursor: &mut SignalCursor) -> Result<Changed, Error> {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+
+    #[derive(QueryableByName)]
+    struct Number {
+        #[diesel(sql_type = BigInt)]
+        number: i64,
+    }
+    #[derive(QueryableByName)]
+    struct SqliteRow {
+        #[diesel(sql_type = Text)]
+        tenant_id: String,
+        #[diesel(sql_type = BigInt)]
+        version: i64,
+    }
+    #[derive(QueryableByName)]
+    struct PgRow {
+        #[diesel(sql_type = BigInt)]
+        horizon: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        seq: Option<i64>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        tx: Option<i64>,
+        #[diesel(sql_type = Nullable<Text>)]
+        tenant_id: Option<String>,
+    }
+
+    match conn {
+        DbConnection::Sqlite(c) => {
+            let now_version = DataVersion.get_result::<i64>(c)?;
+            let (data_version, number) = match cursor.0 {
+                Some(Position::Sqlite {
+                    data_version,
+                    number,
+                }) => (data_version, number),
+                _ => {
+                    let number = diesel::sql_query(
+                        "SELECT coalesce(max(version), 0) AS number FROM tenant_changes",
+                    )
+                    .get_result::<Number>(c)?
+                    .number;
+                    cursor.0 = Some(Position::Sqlite {
+                        data_version: now_version,
+                        number,
+                    });
+                    return Ok(Changed::Everything);
+                }
+            };
+            if data_version == now_version {
+                return Ok(Changed::Tenants(Vec::new()));
+            }
+            let rows = diesel::sql_query(
+                "SELECT tenant_id, version FROM tenant_changes WHERE version > $1",
+            )
+            .bind::<BigInt, _>(number)
+            .load::<SqliteRow>(c)?;
+            let number = rows.iter().map(|r| r.version).max().unwrap_or(number);
+            cursor.0 = Some(Position::Sqlite {
+                data_version: now_version,
+                number,
+            });
+            Ok(Changed::Tenants(
+                rows.into_iter().map(|r| r.tenant_id).collect(),
+            ))
+        }
+        DbConnection::Postgres(pg) => {
+            let Some(Position::Postgres { horizon, seen }) = &mut cursor.0 else {
+                let horizon = diesel::sql_query(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS number",
+                )
+                .get_result::<Number>(pg)?
+                .number;
+                cursor.0 = Some(Position::Postgres {
+                    horizon,
+                    seen: Default::default(),
+                });
+                return Ok(Changed::Everything);
+            };
+            let rows = diesel::sql_query(
+                "SELECT h.horizon, c.seq, c.tx, c.tenant_id \
+                 FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h \
+                 LEFT JOIN change_log c ON c.tx >= $1",
+            )
+            .bind::<BigInt, _>(*horizon)
+            .load::<PgRow>(pg)?;
+            let new_horizon = rows.first().map_or(*horizon, |r| r.horizon);
+            let mut tenants = Vec::new();
+            let mut everything = false;
+            let mut still_seen = std::collections::HashSet::new();
+            for row in rows {
+                let (Some(seq), Some(tx)) = (row.seq, row.tx) else {
+                    continue;
+                };
+                if !seen.contains(&seq) {
+                    match row.tenant_id {
+                        Some(tenant) => tenants.push(tenant),
+                        None => everything = true,
+                    }
+                }
+                if tx >= new_horizon {
+                    still_seen.insert(seq);
+                }
+            }
+            *horizon = new_horizon;
+            *seen = still_seen;
+            Ok(match everything {
+                true => Changed::Everything,
+                false => Changed::Tenants(tenants),
+            })
+        }
+    }
+}
+
+/// Deletes the change signal's rows written before `before` by transactions
+/// below `horizon`: a [`SignalCursor::horizon`] taken at least a minute ago,
+/// so those transactions had ended a minute ago and every watch that has read
+/// since has seen their rows (a watch that has not read for that long starts
+/// afresh: `changes::ChangeWatch::poll`). SQLite keeps one row per tenant:
+/// nothing to do.
+pub fn prune_changes(
+    conn: &mut DbConnection,
+    horizon: i64,
+    before: chrono::NaiveDateTime,
+) -> Result<usize, Error> {
+    match conn {
+        DbConnection::Postgres(pg) => Ok(diesel::sql_query(
+            "DELETE FROM change_log WHERE tx < $1 AND at < $2",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(horizon)
+        .bind::<diesel::sql_types::Timestamp, _>(before)
+        .execute(pg)?),
+        DbConnection::Sqlite(_) => Ok(0),
     }
 }
 

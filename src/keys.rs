@@ -406,7 +406,7 @@ fn insert(
 ) -> Result<(ApiKey, Secret), Error> {
     new.scopes.sort();
     new.scopes.dedup();
-    crate::db::write_transaction(conn, |conn| {
+    crate::db::tenant_write(conn, &tenant.id, |conn| {
         let user_active: Option<bool> = users::table
             .filter(
                 users::tenant_id
@@ -831,7 +831,7 @@ pub fn rotate_for(
         return Err(grace_seconds_invalid());
     }
     let tenant = &caller.tenant;
-    crate::db::write_transaction(conn, |conn| {
+    crate::db::tenant_write(conn, &tenant.id, |conn| {
         let old = find_for_change(conn, &tenant.id, &KeyRef::Id(id.to_owned()))?
             // A key with a revocation scheduled has been rotated already.
             .filter(|key| key.revoked_at.is_none())
@@ -901,7 +901,7 @@ pub fn update_for(
         check_name(name).map_err(|message| Error::invalid("name", message))?;
     }
     let tenant_id = &caller.tenant.id;
-    crate::db::write_transaction(conn, |conn| {
+    crate::db::tenant_write(conn, tenant_id, |conn| {
         let mut key = find_for_change(conn, tenant_id, &KeyRef::Id(id.to_owned()))?
             .filter(|key| key.state(now) != KeyState::Revoked)
             .filter(|key| caller.may_act_for(&key.user_id))
@@ -987,7 +987,7 @@ fn revoke_visible(
     visible: impl Fn(&ApiKey) -> bool,
 ) -> Result<(), Error> {
     caller.require_scope(Scope::UserKeyManagement)?;
-    crate::db::write_transaction(conn, |conn| {
+    crate::db::tenant_write(conn, &caller.tenant.id, |conn| {
         let key = find_for_change(conn, &caller.tenant.id, key)?
             .filter(|key| key.state(now) != KeyState::Revoked)
             .filter(|key| visible(key))

@@ -214,19 +214,22 @@ pub fn app(
 }
 
 /// The change watch's thread: connect, poll, apply; on any failure go stale,
-/// wait a little and connect again. Ends when the state is gone.
+/// wait a little and connect again. Ends when the state is gone. Now and then
+/// it also prunes the change signal ([`db::prune_changes`]).
 fn changes_loop(state: &std::sync::Weak<AppState>, url: &config::DatabaseUrl) {
     let mut conn: Option<DbConnection> = None;
     let mut warned = false;
+    // (when, the horizon then): pruning goes below a horizon a minute old.
+    let mut pruned = (std::time::Instant::now(), None::<i64>);
     while let Some(state) = state.upgrade() {
         let connected = match conn.as_mut() {
             Some(conn) => Ok(conn),
             None => db::establish(url).map(|c| conn.insert(c)),
         };
         let mark = state.changes.mark();
-        let polled = connected.and_then(|c| state.changes.poll(c));
+        let polled = connected.and_then(|c| state.changes.poll(c).map(|changed| (c, changed)));
         match polled {
-            Ok(changed) => {
+            Ok((c, changed)) => {
                 match changed {
                     changes::Changed::Everything => state.auth_cache.clear(),
                     changes::Changed::Tenants(tenants) => {
@@ -239,6 +242,16 @@ fn changes_loop(state: &std::sync::Weak<AppState>, url: &config::DatabaseUrl) {
                 if warned {
                     log::info!("change signal restored");
                     warned = false;
+                }
+                if pruned.0.elapsed() >= PRUNE_EVERY {
+                    if let Some(horizon) = pruned.1 {
+                        let before =
+                            (state.clock.now() - chrono::TimeDelta::minutes(10)).naive_utc();
+                        if let Err(e) = db::prune_changes(c, horizon, before) {
+                            log::warn!("could not prune the change signal: {e}");
+                        }
+                    }
+                    pruned = (std::time::Instant::now(), state.changes.horizon());
                 }
             }
             Err(e) => {
@@ -258,3 +271,6 @@ fn changes_loop(state: &std::sync::Weak<AppState>, url: &config::DatabaseUrl) {
         });
     }
 }
+
+/// How often the change watch prunes the signal (rows ten minutes old go).
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);

@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
+use keyward::access::{Caller, Identity, Origin};
 use keyward::audit::Actor;
 use keyward::clock::{Clock, SystemClock};
 use keyward::config::{DatabaseUrl, Settings};
@@ -206,7 +207,12 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
             if !report.citus {
                 log::info!("the citus extension is not installed here: nothing to distribute");
             }
-            json!({ "migrated": true, "citus": report.citus, "distributed": report.distributed })
+            probe(&mut conn, prefix, now).map_err(|e| {
+                Error::Config(format!(
+                    "keyward does not work on this database after distributing it: {e}"
+                ))
+            })?;
+            json!({ "migrated": true, "citus": report.citus, "distributed": report.distributed, "probe": "ok" })
         }
         Command::Tenant(TenantCommand::Create { name }) => {
             let tenant = tenants::create(&mut conn, &name, now)?
@@ -290,8 +296,73 @@ fn create_key(
     }))
 }
 
+/// Walks the paths keyward's writes take (a tenant created and changed, an
+/// administrator, a key that authenticates, its revocation), each checked to
+/// have signalled its change, in a transaction that is rolled back: after
+/// `migrate --citus`, a database on which keyward would fail says so now.
+fn probe(
+    conn: &mut DbConnection,
+    prefix: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    let failed = |step: &str| Error::Internal(format!("the probe's {step} did not take"));
+    db::dry_run(conn, |conn| {
+        let name = format!(
+            "keyward-probe-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        tenants::create(conn, &name, now)?.ok_or_else(|| failed("tenant"))?;
+        let tenant = tenants::set_max_key_lifetime(conn, &name, 30, now)?;
+        let admin = Some(vec![users::ADMINISTRATORS.to_owned()]);
+        let user = users::create(
+            conn,
+            &tenant.id,
+            users::NewUser::new(format!("probe@{name}.invalid"), None, admin),
+            now,
+            &Actor::cli(),
+        )?;
+        let new = NewKey::new(
+            user.id.clone(),
+            "probe".to_owned(),
+            Expiry::longest(&tenant, now),
+            Some(Scope::ALL.to_vec()),
+        );
+        let (key, secret) = keys::create(conn, &tenant, new, prefix, now)?;
+        let hash = secret.hash();
+        let works = |conn: &mut DbConnection| -> Result<bool, Error> {
+            Ok(keys::find_for_authentication(conn, &tenant.id, &hash)?
+                .is_some_and(|credential| credential.check(now).is_ok()))
+        };
+        if !works(conn)? {
+            return Err(failed("key"));
+        }
+        let caller = Caller::new(
+            Identity {
+                tenant: tenant.clone(),
+                user_id: user.id.clone(),
+                roles: user.roles.clone(),
+                key_id: key.id.clone(),
+                key_name: key.name.clone(),
+                key_expires_at: key.expires_at,
+                key_meta: Default::default(),
+                scopes: key.scopes.clone(),
+            },
+            Origin::default(),
+        );
+        keys::revoke_for(conn, &caller, &key.id, now)?;
+        if works(conn)? {
+            return Err(failed("revocation"));
+        }
+        if !db::change_noted(conn, &tenant.id)? {
+            return Err(failed("change signal"));
+        }
+        Ok(())
+    })
+}
+
 /// Tenant if new, an Administrators user (or the existing one, if it is an
-/// active administrator), and a key with every scope.
+/// active administrator), and a key with every scope: all in one transaction,
+/// so a bootstrap that fails leaves nothing behind.
 fn bootstrap(
     conn: &mut DbConnection,
     tenant_name: &str,
@@ -299,34 +370,36 @@ fn bootstrap(
     prefix: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Value, Error> {
-    tenants::create(conn, tenant_name, now)?;
-    let tenant = tenants::get_by_name(conn, tenant_name)?;
-    let user = match users::find_by_email(conn, &tenant.id, email)? {
-        Some(user) if user.active && user.is_admin() => user,
-        Some(_) => {
-            return Err(Error::Conflict(
-                "A user with this email exists and is not an active administrator.",
-            ))
-        }
-        None => users::create(
-            conn,
-            &tenant.id,
-            users::NewUser::new(
-                email.to_owned(),
-                None,
-                Some(vec![users::ADMINISTRATORS.to_owned()]),
-            ),
-            now,
-            &Actor::cli(),
-        )?,
-    };
-    let new = NewKey::new(
-        user.id,
-        "bootstrap".to_owned(),
-        Expiry::longest(&tenant, now),
-        Some(Scope::ALL.to_vec()),
-    );
-    create_key(conn, &tenant, new, prefix, now)
+    db::write_transaction(conn, |conn| {
+        tenants::create(conn, tenant_name, now)?;
+        let tenant = tenants::get_by_name(conn, tenant_name)?;
+        let user = match users::find_by_email(conn, &tenant.id, email)? {
+            Some(user) if user.active && user.is_admin() => user,
+            Some(_) => {
+                return Err(Error::Conflict(
+                    "A user with this email exists and is not an active administrator.",
+                ))
+            }
+            None => users::create(
+                conn,
+                &tenant.id,
+                users::NewUser::new(
+                    email.to_owned(),
+                    None,
+                    Some(vec![users::ADMINISTRATORS.to_owned()]),
+                ),
+                now,
+                &Actor::cli(),
+            )?,
+        };
+        let new = NewKey::new(
+            user.id,
+            "bootstrap".to_owned(),
+            Expiry::longest(&tenant, now),
+            Some(Scope::ALL.to_vec()),
+        );
+        create_key(conn, &tenant, new, prefix, now)
+    })
 }
 
 fn serve(settings: Settings) -> Result<(), Error> {

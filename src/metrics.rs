@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 use actix_web::http::StatusCode;
@@ -24,6 +24,7 @@ pub struct Metrics {
     pool_timeouts: IntCounter,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
+    change_signal_age: Gauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -85,6 +86,12 @@ impl Metrics {
             "Idle database connections.",
         )
         .expect("valid metric");
+        let change_signal_age = Gauge::new(
+            "keyward_change_signal_age_seconds",
+            "How long ago the last applied read of the change signal began \
+             (about 0.02 while the watch is alive; growing while it is dead).",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -93,6 +100,7 @@ impl Metrics {
             Box::new(pool_timeouts.clone()),
             Box::new(pool_connections.clone()),
             Box::new(pool_idle.clone()),
+            Box::new(change_signal_age.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -105,6 +113,7 @@ impl Metrics {
             pool_timeouts,
             pool_connections,
             pool_idle,
+            change_signal_age,
         }
     }
 
@@ -145,8 +154,14 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the pool's current state.
-    pub fn render(&self, pool: diesel::r2d2::State) -> Result<String, Error> {
+    /// The Prometheus text exposition, with the pool's current state and the
+    /// age of the change watch's last applied poll.
+    pub fn render(
+        &self,
+        pool: diesel::r2d2::State,
+        change_signal_age: Duration,
+    ) -> Result<String, Error> {
+        self.change_signal_age.set(change_signal_age.as_secs_f64());
         self.pool_connections.set(i64::from(pool.connections));
         self.pool_idle.set(i64::from(pool.idle_connections));
         let mut out = Vec::new();

@@ -61,11 +61,3 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(api_keys, audit_events);
-
-diesel::table! {
-    /// Bumped by triggers on every write to a tenant, its users or its keys.
-    tenant_changes (tenant_id) {
-        tenant_id -> Text,
-        version -> BigInt,
-    }
-}

@@ -55,15 +55,16 @@ pub fn create(
             "A tenant name is 2 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit.",
         ));
     }
-    crate::db::write_transaction(conn, |conn| {
+    let tenant = Tenant {
+        id: Uuid::now_v7().to_string(),
+        name: name.to_owned(),
+        max_key_lifetime_days: DEFAULT_MAX_KEY_LIFETIME_DAYS,
+    };
+    let id = tenant.id.clone();
+    crate::db::tenant_write(conn, &id, |conn| {
         if find_by_name(conn, name)?.is_some() {
             return Ok(None);
         }
-        let tenant = Tenant {
-            id: Uuid::now_v7().to_string(),
-            name: name.to_owned(),
-            max_key_lifetime_days: DEFAULT_MAX_KEY_LIFETIME_DAYS,
-        };
         diesel::insert_into(tenants::table)
             .values((
                 tenants::id.eq(&tenant.id),
@@ -90,12 +91,15 @@ pub fn set_max_key_lifetime(
         ));
     }
     let mut tenant = get_by_name(conn, name)?;
-    diesel::update(tenants::table.filter(tenants::id.eq(&tenant.id)))
-        .set((
-            tenants::max_key_lifetime_days.eq(days),
-            tenants::updated_at.eq(now.naive_utc()),
-        ))
-        .execute(conn)?;
+    crate::db::tenant_write(conn, &tenant.id, |conn| {
+        diesel::update(tenants::table.filter(tenants::id.eq(&tenant.id)))
+            .set((
+                tenants::max_key_lifetime_days.eq(days),
+                tenants::updated_at.eq(now.naive_utc()),
+            ))
+            .execute(conn)
+            .map_err(Error::from)
+    })?;
     tenant.max_key_lifetime_days = days;
     Ok(tenant)
 }

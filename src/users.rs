@@ -164,7 +164,7 @@ pub fn create(
     let name = new.name.trim().to_owned();
     check_user_name(&name)?;
     let roles = validate_roles(&new.roles)?;
-    crate::db::write_transaction(conn, |conn| {
+    crate::db::tenant_write(conn, tenant_id, |conn| {
         if find_by_email(conn, tenant_id, &email)?.is_some() {
             return Err(Error::Conflict(
                 "A user with this email already exists in the tenant.",
@@ -318,7 +318,7 @@ pub fn update_for(
     }
     let roles = change.roles.as_deref().map(validate_roles).transpose()?;
     let tenant_id = &caller.tenant.id;
-    crate::db::write_transaction(conn, |conn| {
+    crate::db::tenant_write(conn, tenant_id, |conn| {
         // Changes that could take the last administrator away wait for each
         // other, and changes to one user queue up behind each other.
         crate::db::lock_users_with_roles(conn, tenant_id, &admin_pattern())?;

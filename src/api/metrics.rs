@@ -10,7 +10,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
-    let text = state.metrics.render(state.pool.state())?;
+    let text = state
+        .metrics
+        .render(state.pool.state(), state.changes.age())?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))

@@ -13,11 +13,16 @@
 //!   (`api::context`), so its own revocations and deactivations take effect on
 //!   the very next request.
 //! - Failures are never cached: a key the CLI has just made works at once.
+//! - A refusal read from the database is final for what was read before it:
+//!   it drops the key's entry, and an acceptance read before the refusal (a
+//!   slower read in flight) is neither cached nor served ([`AuthCache::refuse`],
+//!   [`AuthCache::refused_since`]). An instance that refused a key never
+//!   accepts it again on an older reading.
 //! - At most [`CAPACITY`] entries: past it, expired ones are swept, and if
 //!   that is not enough, new ones are not cached.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -60,7 +65,14 @@ struct Entry {
 pub struct AuthCache {
     entries: RwLock<Entries>,
     capacity: usize,
+    /// "tenant/hash" -> the read mark of the newest refusal read for it;
+    /// see [`AuthCache::refuse`].
+    refusals: Mutex<HashMap<String, u64>>,
 }
+
+/// How long a refusal is remembered against reads in flight: longer than
+/// any request may take.
+const REFUSAL_MEMORY_MICROS: u64 = 60_000_000;
 
 impl Default for AuthCache {
     fn default() -> Self {
@@ -81,7 +93,39 @@ impl AuthCache {
         Self {
             entries: RwLock::default(),
             capacity,
+            refusals: Mutex::default(),
         }
+    }
+
+    /// The database refused `hash` in `tenant` on a read that began at
+    /// `read_mark`: forgets its entry (and, like a clear, keeps reads that
+    /// began earlier from caching theirs), and remembers the refusal so that
+    /// such a read is not served either ([`AuthCache::refused_since`]).
+    pub fn refuse(&self, tenant: &str, hash: &str, read_mark: u64) {
+        {
+            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(keys) = entries.by_tenant.get_mut(tenant) {
+                keys.remove(hash);
+            }
+            entries.generation = entries.generation.wrapping_add(1);
+        }
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        if refusals.len() >= self.capacity {
+            refusals.retain(|_, mark| read_mark.saturating_sub(*mark) < REFUSAL_MEMORY_MICROS);
+        }
+        let newest = refusals.entry(format!("{tenant}/{hash}")).or_default();
+        *newest = (*newest).max(read_mark);
+    }
+
+    /// Whether a refusal of `hash` in `tenant` was read after `read_mark`:
+    /// an acceptance read at `read_mark` is then older than an answer this
+    /// instance already gave, and must be read again.
+    pub fn refused_since(&self, tenant: &str, hash: &str, read_mark: u64) -> bool {
+        let refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        !refusals.is_empty()
+            && refusals
+                .get(&format!("{tenant}/{hash}"))
+                .is_some_and(|&refused| refused > read_mark)
     }
 
     /// How many entries are held.
@@ -323,6 +367,34 @@ mod tests {
             cache.generation(),
             1,
         );
+        assert!(cache.get("acme", "h", t0, |_| true).is_some());
+    }
+
+    #[test]
+    fn a_refusal_drops_the_entry_and_outranks_older_reads() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let cache = AuthCache::default();
+        let entry = || authenticated(t0 + TimeDelta::days(1), None);
+        cache.insert("acme", "h", entry(), t0, cache.generation(), 5);
+        let in_flight = cache.generation();
+        assert!(!cache.refused_since("acme", "h", 5));
+        cache.refuse("acme", "h", 10);
+        assert!(cache.get("acme", "h", t0, |_| true).is_none());
+        assert!(
+            cache.refused_since("acme", "h", 9),
+            "a read older than the refusal"
+        );
+        assert!(
+            !cache.refused_since("acme", "h", 11),
+            "a read newer than the refusal"
+        );
+        assert!(!cache.refused_since("beta", "h", 9));
+        cache.insert("acme", "h", entry(), t0, in_flight, 9);
+        assert!(
+            cache.get("acme", "h", t0, |_| true).is_none(),
+            "a read that began before the refusal is not cached"
+        );
+        cache.insert("acme", "h", entry(), t0, cache.generation(), 11);
         assert!(cache.get("acme", "h", t0, |_| true).is_some());
     }
 

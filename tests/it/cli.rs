@@ -252,6 +252,16 @@ crate::both_backends! {
         assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
     }
 
+    async fn a_failed_bootstrap_leaves_nothing_behind(app: &TestApp) {
+        // The tenant would be new; the user cannot be made (not an email).
+        keyward(app, &["bootstrap", "--tenant", "newco", "--email", "not-an-email", "--json"]).failed();
+        assert!(keyward::tenants::find_by_name(&mut app.conn(), "newco").unwrap().is_none());
+        // And then it works, from scratch.
+        let (_, key, user_id) = bootstrap(app, "newco", "admin@newco.test");
+        let reply = app.get(&format!("{KEYS}?UserId={user_id}"), "newco", &key).await;
+        assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    }
+
     async fn tenant_create_prints_the_id_and_refuses_duplicates_and_bad_names(app: &TestApp) {
         app.clock.set(Utc::now());
         let reply = app.get(KEYS, "globex", "").await;
@@ -689,7 +699,8 @@ crate::both_backends! {
         assert!(before.contains("rel api_keys r") && before.contains("rows 2 4 4 "), "{before}");
         for _ in 0..2 {
             let run = keyward(app, &["migrate", "--citus", "--json"]);
-            assert_eq!(run.json(), json!({"migrated": true, "citus": false, "distributed": []}));
+            // The probe ran (and left nothing behind: the shape is the same).
+            assert_eq!(run.json(), json!({"migrated": true, "citus": false, "distributed": [], "probe": "ok"}));
             assert_eq!(pg_shape(&app.database_url), before);
         }
         let text = keyward(app, &["migrate", "--citus"]);

@@ -144,6 +144,44 @@ both_backends! {
         }
     }
 
+    async fn two_administrators_deactivating_each_other_never_fail(app: &TestApp) {
+        let w = World::new(app);
+        for round in 0..ROUNDS {
+            // The tenant's administrators: `admin` and a second one per round.
+            let other = app.user(&w.acme, &format!("admin{round}@acme.test"), &[keyward::users::ADMINISTRATORS]);
+            let other_key = app.key(&w.acme, &other, &keyward::keys::Scope::ALL);
+            let admin_path = format!("/v1/users/{}", w.admin.id);
+            let other_path = format!("/v1/users/{}", other.id);
+            let by_admin = (0..10).map(|_| app.delete(&other_path, "acme", w.admin_secret()));
+            let by_other = (0..10).map(|_| app.delete(&admin_path, "acme", &other_key.1));
+            let demote = (0..5).map(|_| app.call(Method::PATCH, &other_path, "acme", w.admin_secret(), Some(json!({"roles": []}))));
+            let (a, b, c) = futures_util::future::join3(join_all(by_admin), join_all(by_other), join_all(demote)).await;
+            let all: Vec<Reply> = a.into_iter().chain(b).chain(c).collect();
+            for reply in &all {
+                assert!(
+                    [200, 401, 409].contains(&reply.status.as_u16()),
+                    "round {round}: {} {}",
+                    reply.status,
+                    reply.text
+                );
+            }
+            // The last administrator holds: one stays an active administrator.
+            let active_admins = [&w.admin, &other]
+                .iter()
+                .filter(|u| {
+                    let user = keyward::users::find(&mut app.conn(), &w.acme.id, &u.id).unwrap().unwrap();
+                    user.active && user.is_admin()
+                })
+                .count();
+            assert_eq!(active_admins, 1, "round {round}");
+            if !keyward::users::find(&mut app.conn(), &w.acme.id, &w.admin.id).unwrap().unwrap().active {
+                // `other` won: make `admin` the survivor for the next round.
+                app.set_user_active(&w.admin, true);
+                app.set_user_active(&other, false);
+            }
+        }
+    }
+
     async fn text_that_cannot_be_stored_is_not_found(app: &TestApp) {
         let w = World::new(app);
         for path in ["/user/api-keys/%00", "/user/api-keys/a%00b", "/user/api-keys/%00%00%00"] {
