@@ -260,6 +260,78 @@ pub fn migrate(conn: &mut DbConnection) -> Result<usize, Error> {
     applied.map_err(|e| Error::Migration(e.to_string()))
 }
 
+/// Writes a consistent copy of the SQLite database at `url` to `to`, while
+/// others read and write it: `VACUUM INTO`, one read transaction, so the
+/// copy holds exactly the transactions committed before it began, compacted,
+/// as a standalone file (no `-wal` beside it). `to` must not exist unless
+/// `force`, in which case it is replaced only once the copy is whole (the copy
+/// is written beside it first). The schema is not migrated: the copy is of
+/// the database as it is. PostgreSQL has `pg_dump` for this.
+pub fn backup(url: &DatabaseUrl, to: &std::path::Path, force: bool) -> Result<u64, Error> {
+    let from = match url {
+        DatabaseUrl::Sqlite(path) => path,
+        DatabaseUrl::SqliteMemory => {
+            return Err(Error::Config(
+                "an in-memory database (sqlite::memory:) has nothing to back up".into(),
+            ))
+        }
+        DatabaseUrl::Postgres(_) => {
+            return Err(Error::Config(
+                "keyward backup copies a SQLite database; for PostgreSQL use pg_dump: \
+                 pg_dump --format=custom --file=keyward.dump \"$KEYWARD_DATABASE_URL\" \
+                 (restore with pg_restore --clean --if-exists --dbname=...)"
+                    .into(),
+            ))
+        }
+    };
+    if !from.is_file() {
+        return Err(Error::Config(format!(
+            "there is no database at {}",
+            from.display()
+        )));
+    }
+    let exists = to.symlink_metadata().is_ok();
+    if exists && !force {
+        return Err(Error::Config(format!(
+            "{} exists; remove it or pass --force to replace it",
+            to.display()
+        )));
+    }
+    let io = |what: &str, path: &std::path::Path, e: std::io::Error| {
+        Error::Config(format!("cannot {what} {}: {e}", path.display()))
+    };
+    // When replacing, write beside the file first, so that it is replaced whole or not at all.
+    let target = if exists {
+        let mut name = to.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".partial-{}", std::process::id()));
+        to.with_file_name(name)
+    } else {
+        to.to_path_buf()
+    };
+    let DbConnection::Sqlite(mut conn) = establish(url)? else {
+        return Err(Error::Internal(
+            "a SQLite URL opened another backend".into(),
+        ));
+    };
+    let copied = diesel::sql_query("VACUUM INTO ?")
+        .bind::<diesel::sql_types::Text, _>(target.to_string_lossy().into_owned())
+        .execute(&mut conn);
+    if let Err(e) = copied {
+        if exists {
+            let _ = std::fs::remove_file(&target);
+        }
+        return Err(Error::Config(format!(
+            "cannot back up to {}: {e}",
+            to.display()
+        )));
+    }
+    if exists {
+        std::fs::rename(&target, to).map_err(|e| io("replace", to, e))?;
+    }
+    let size = std::fs::metadata(to).map_err(|e| io("read", to, e))?.len();
+    Ok(size)
+}
+
 /// What `keyward migrate --citus` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CitusReport {

@@ -54,6 +54,14 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Write a consistent copy of the SQLite database to PATH, while keyward
+    /// serves (for PostgreSQL, use pg_dump).
+    Backup {
+        path: std::path::PathBuf,
+        /// Replace PATH if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Create the tenant if new, an Administrators user, and a key with every scope.
     Bootstrap {
         #[arg(long)]
@@ -187,6 +195,13 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
         return Ok(None);
     }
     let url = DatabaseUrl::parse(&settings.database_url)?;
+    if let Command::Backup { path, force } = &command {
+        // No pool and no migration: the copy is of the database as it is.
+        let bytes = db::backup(&url, path, *force)?;
+        return Ok(Some(
+            json!({ "backup": path.to_string_lossy(), "bytes": bytes }),
+        ));
+    }
     if matches!(command, Command::Migrate { citus: true })
         && !matches!(url, DatabaseUrl::Postgres(_))
     {
@@ -199,7 +214,7 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
     let now = SystemClock.now();
     let prefix = settings.key_prefix.as_str();
     let output = match command {
-        Command::Serve => unreachable!("handled above"),
+        Command::Serve | Command::Backup { .. } => unreachable!("handled above"),
         // `connect` has already applied them.
         Command::Migrate { citus: false } => json!({ "migrated": true }),
         Command::Migrate { citus: true } => {

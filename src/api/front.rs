@@ -34,22 +34,35 @@
 //! decoder would refuse is cut before the offending byte: the request then
 //! ends early, and its handler answers (in the dialect) for a body it could not read.
 //!
-//! Known limits. A refusal follows actix's last answer even when that answer
-//! closed the connection (a request with `Connection: close`, or one answered
-//! before its body was read, after which actix drops what was pipelined
-//! behind it); a client that honours the close never reads it. And actix drops
-//! request body bytes it has not yet decoded when its read side ends: a body
-//! over actix's 32 KiB payload buffer whose handler has not started reading it
-//! when a head pipelined behind it is refused can be cut short (its request
-//! then gets the handler's 400 for an unreadable body).
+//! One request at a time (RFC 9112 section 9.6). actix's codec goes on
+//! decoding what is pipelined behind an answer that closes the connection
+//! (one written before its request's body was read, which actix marks
+//! `Connection: close`, or one to a request that asked to close), and serves
+//! it; and it marks every answer it writes with the connection option of the
+//! last request it decoded, so a later `Connection: close` would mark earlier
+//! answers too. So [`Guarded`] follows the write side as well
+//! ([`framing::Answers`]: where each answer ends, whether it closes), and
+//! hands actix the next request only once the one before is answered (what
+//! the client pipelines meanwhile is read ahead, up to [`AHEAD`], and waits).
+//! Once an answer closes the connection (it says `connection: close`, or its
+//! request said `Connection: close` or was HTTP/1.0 without keep-alive),
+//! actix reads the end of its input, nothing more it writes is sent, and the
+//! connection is shut down after that answer: nothing pipelined behind it is
+//! served, and a refused head behind it is not answered. A request that is
+//! not pipelined costs nothing more than following its answer's head.
+//!
+//! Known limit. actix drops request body bytes it has not yet decoded when
+//! its read side ends: a chunked body cut short as above loses what actix had
+//! not decoded of it (its handler then answers for a body it could not read).
 
 mod framing;
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use actix_http::{HttpService, Protocol};
@@ -61,7 +74,7 @@ use actix_web::rt::time::{sleep_until, Instant, Sleep};
 use actix_web::web;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use self::framing::{Framing, Then};
+use self::framing::{Answers, Framing, Request, Then};
 pub use self::framing::{MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 use super::context::{new_request_id, Dialect};
 use crate::error::Error;
@@ -70,6 +83,10 @@ use crate::AppState;
 /// How long a refused connection is kept to write the answer and read what
 /// the client still sends.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// How much is read ahead while the next request waits for the answer to
+/// the one before; beyond, the client waits (its bytes stay in the socket).
+const AHEAD: usize = 64 * 1024;
 
 /// The HTTP server for `state`, listening on `bind`; run it with `.await`.
 /// Like `actix_web::HttpServer` (signals, graceful shutdown), but every
@@ -145,6 +162,21 @@ pub struct Guarded {
     timer: Option<Pin<Box<Sleep>>>,
     /// Once nothing more goes to actix: what to do when it shuts down.
     end: Option<End>,
+    /// Bytes read but not judged yet: what follows a request that is not
+    /// answered yet (the next request waits for it), from `pending_at`.
+    pending: Vec<u8>,
+    pending_at: usize,
+    /// The client is done sending (seen while the next request waited).
+    peer_done: bool,
+    /// Requests let through, and final answers actix wrote.
+    requests: u64,
+    answered: u64,
+    /// The last request let through (the one being answered).
+    request: Request,
+    /// The answers written, followed to find where each ends.
+    answers: Answers,
+    /// An answer closed the connection: nothing more is written.
+    closed: bool,
 }
 
 /// The end of a connection that keyward cut short.
@@ -172,6 +204,55 @@ impl Guarded {
             due,
             timer: None,
             end: None,
+            pending: Vec::new(),
+            pending_at: 0,
+            peer_done: false,
+            requests: 0,
+            answered: 0,
+            request: Request::default(),
+            answers: Answers::default(),
+            closed: false,
+        }
+    }
+
+    /// Whether the next request must wait: the bytes judged so far end a
+    /// request that actix has not answered yet.
+    fn waiting(&self) -> bool {
+        self.answered < self.requests && self.head.is_empty() && self.framing.between_requests()
+    }
+
+    /// A head was accepted: its answer is now awaited.
+    fn passed(&mut self, request: Request) {
+        self.head_passed();
+        self.requests += 1;
+        self.request = request;
+    }
+
+    /// Follows the bytes actix just wrote; at the end of an answer that
+    /// closes the connection, nothing more goes to actix or to the client.
+    fn wrote(&mut self, mut data: &[u8], cx: &Context<'_>) {
+        while !data.is_empty() {
+            let (took, ended) = self.answers.follow(data, self.request);
+            data = &data[took..];
+            let Some(close) = ended else { continue };
+            // (An answer actix adds of its own, after a body it could not
+            // decode, answers no further request.)
+            self.answered = (self.answered + 1).min(self.requests);
+            if close || self.request.close {
+                self.closed = true;
+                match &mut self.end {
+                    // Nothing after an answer that closed the connection.
+                    Some(end) => end.answer.clear(),
+                    None => self.cut(Vec::new()),
+                }
+                // actix reads the end of its input, and shuts down.
+                cx.waker().wake_by_ref();
+                return;
+            }
+            if !self.waiting() && (self.pending_at < self.pending.len() || self.peer_done) {
+                // The next request may go: actix reads it on its next turn.
+                cx.waker().wake_by_ref();
+            }
         }
     }
 
@@ -212,43 +293,57 @@ impl Guarded {
         self.head = Vec::new();
     }
 
-    /// Judges the bytes just read into `buf` after its first `before`, when
+    /// Judges the bytes just put into `buf` after its first `before`, when
     /// no head is held: keeps those actix may have in `buf`, holds back an
-    /// unfinished head. Returns how many bytes actix gets.
-    fn judge_in_place(&mut self, buf: &mut ReadBuf<'_>, before: usize) -> usize {
+    /// unfinished head. Returns how many bytes actix gets, and how many were
+    /// dealt with (the rest start the next request, which waits).
+    /// (`from_pending`: those bytes are `pending`'s first; else they were just
+    /// read, and the rest is put in `pending`.)
+    fn judge_in_place(
+        &mut self,
+        buf: &mut ReadBuf<'_>,
+        before: usize,
+        from_pending: bool,
+    ) -> (usize, usize) {
         let new = &buf.filled()[before..];
         let step = self.framing.frame(new);
-        if step.passed {
-            self.head_passed();
+        if let Some(request) = step.passed {
+            self.passed(request);
         }
-        let keep = match step.then {
-            Then::All => new.len(),
+        let (keep, used) = match step.then {
+            Then::All => (new.len(), new.len()),
+            Then::Next => {
+                if !from_pending {
+                    self.pending.extend_from_slice(&new[step.take..]);
+                }
+                (step.take, step.take)
+            }
             Then::Partial => {
                 let head = &new[step.take..];
                 self.head.extend_from_slice(head);
                 self.head_given = usize::from(framing::harmless(head[0]));
                 self.head_begun();
-                step.take + self.head_given
+                (step.take + self.head_given, new.len())
             }
             Then::Refuse(error) => {
                 self.refuse(error, &new[step.take..]);
-                step.take
+                (step.take, new.len())
             }
             Then::Broken => {
                 self.cut(Vec::new());
-                step.take
+                (step.take, new.len())
             }
         };
         buf.set_filled(before + keep);
-        keep
+        (keep, used)
     }
 
     /// Judges the held head with the bytes just read after it; what is judged
-    /// goes to `judged`, for actix.
+    /// goes to `judged`, for actix, and what follows a request to `pending`.
     fn judge_held(&mut self) {
         let step = self.framing.frame(&self.head);
-        if step.passed {
-            self.head_passed();
+        if let Some(request) = step.passed {
+            self.passed(request);
         }
         if step.take > self.head_given {
             self.judged
@@ -264,6 +359,12 @@ impl Guarded {
                 return;
             }
             Then::All => {}
+            // Before what `pending` still holds (the socket is read only once it is empty).
+            Then::Next => {
+                let at = self.pending_at;
+                self.pending
+                    .splice(at..at, self.head[step.take..].iter().copied());
+            }
             Then::Refuse(error) => {
                 let head = std::mem::take(&mut self.head);
                 self.refuse(error, &head[step.take..]);
@@ -276,6 +377,35 @@ impl Guarded {
         }
         self.head.clear();
         self.head_given = 0;
+    }
+
+    /// While the next request waits: reads what the client sends into
+    /// `pending` (up to a bound), so that its end is seen and the socket wakes
+    /// the connection. Ready with an error only.
+    fn read_ahead(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.peer_done && self.pending.len() - self.pending_at < AHEAD {
+            let mut chunk = [MaybeUninit::<u8>::uninit(); 4096];
+            let mut chunk = ReadBuf::uninit(&mut chunk);
+            match Pin::new(&mut self.io).poll_read(cx, &mut chunk) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) if chunk.filled().is_empty() => self.peer_done = true,
+                Poll::Ready(Ok(())) => self.pending.extend_from_slice(chunk.filled()),
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Consumes `n` bytes of `pending`.
+    fn take_pending(&mut self, n: usize) {
+        self.pending_at += n;
+        if self.pending_at == self.pending.len() {
+            if self.pending.capacity() > 16 * 1024 {
+                self.pending = Vec::new();
+            }
+            self.pending.clear();
+            self.pending_at = 0;
+        }
     }
 }
 
@@ -301,33 +431,56 @@ impl AsyncRead for Guarded {
                 // The end of the stream, as far as actix knows.
                 return Poll::Ready(Ok(()));
             }
-            let before = buf.filled().len();
-            match Pin::new(&mut this.io).poll_read(cx, buf) {
-                Poll::Pending => {
-                    let Some((due, _)) = this.due else {
-                        return Poll::Pending;
-                    };
-                    if poll_until(&mut this.timer, due, cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    let head = std::mem::take(&mut this.head);
-                    this.refuse(Error::RequestTimeout, &head);
-                    continue;
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {}
+            if this.waiting() {
+                // [`Guarded::wrote`] wakes the connection once the answer is written.
+                return this.read_ahead(cx);
             }
-            if buf.filled().len() == before {
-                // The client is done sending (a head it left unfinished is dropped).
+            if buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
+            let before = buf.filled().len();
+            let from_pending = this.pending_at < this.pending.len();
+            if from_pending {
+                let n = (this.pending.len() - this.pending_at).min(buf.remaining());
+                buf.put_slice(&this.pending[this.pending_at..this.pending_at + n]);
+            } else if this.peer_done {
+                return Poll::Ready(Ok(()));
+            } else {
+                match Pin::new(&mut this.io).poll_read(cx, buf) {
+                    Poll::Pending => {
+                        let Some((due, _)) = this.due else {
+                            return Poll::Pending;
+                        };
+                        if poll_until(&mut this.timer, due, cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        let head = std::mem::take(&mut this.head);
+                        this.refuse(Error::RequestTimeout, &head);
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => {}
+                }
+                if buf.filled().len() == before {
+                    // The client is done sending (a head it left unfinished is dropped).
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            let new = buf.filled().len() - before;
             if this.head.is_empty() {
-                if this.judge_in_place(buf, before) > 0 || this.end.is_some() {
+                let (keep, used) = this.judge_in_place(buf, before, from_pending);
+                if from_pending {
+                    this.take_pending(used);
+                }
+                if keep > 0 || this.end.is_some() {
                     return Poll::Ready(Ok(()));
                 }
             } else {
                 this.head.extend_from_slice(&buf.filled()[before..]);
                 buf.set_filled(before);
+                if from_pending {
+                    this.take_pending(new);
+                }
                 this.judge_held();
             }
         }
@@ -335,25 +488,25 @@ impl AsyncRead for Guarded {
 }
 
 impl AsyncWrite for Guarded {
+    /// Writes actix's answers, following them: after one that closes the
+    /// connection, nothing more is written (nor, should actix write more,
+    /// sent) and actix reads the end of its input.
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.closed {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
+        this.wrote(&buf[..n], cx);
+        Poll::Ready(Ok(n))
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
+    // actix-http writes with `poll_write` only; the default `poll_write_vectored`
+    // (the first non-empty slice) goes through it too.
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_flush(cx)

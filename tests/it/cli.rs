@@ -707,3 +707,168 @@ crate::both_backends! {
         assert!(text.stdout.contains("citus: false"), "{text:#?}");
     }
 }
+
+/// Creates a key over HTTP on a connection of its own; its id once the
+/// server has acknowledged it (201), else `None`.
+fn create_key_over_http(port: u16, key: &str, user_id: &str, name: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let body = json!({
+        "name": name,
+        "user_id": user_id,
+        "expiration_date": (real_today() + Days::new(30)).to_string(),
+    })
+    .to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    let request = format!(
+        "POST {KEYS} HTTP/1.1\r\nHost: a\r\nConnection: close\r\ntenant: acme\r\nx-key: {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    if head.split(' ').nth(1) != Some("201") {
+        return None;
+    }
+    let created: Value = serde_json::from_str(body).ok()?;
+    created["id"].as_str().map(str::to_owned)
+}
+
+/// `keyward backup` copies a live SQLite database while a client creates keys
+/// through the server without pause: the copy opens as a keyward database
+/// and holds every key whose creation was acknowledged before the backup
+/// began. It refuses to overwrite a file unless `--force`, and for
+/// PostgreSQL points to pg_dump.
+#[::core::prelude::v1::test]
+fn a_backup_of_a_live_database_holds_every_acknowledged_key() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let mut server = crate::operability::Served::start();
+    let (port, key, user_id) = (server.port, server.field("key"), server.field("user_id"));
+    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
+        move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                if let Some(id) = create_key_over_http(port, &key, &user_id, &format!("w{n}")) {
+                    acked.lock().unwrap().push((id, Instant::now()));
+                }
+            }
+            n
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let copy_arg = copy.to_str().unwrap();
+    let began = Instant::now();
+    let run = keyward_in(
+        dir.path(),
+        Some(server.database_url()),
+        &["backup", copy_arg, "--json"],
+    );
+    let out = run.json();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let attempts = writer.join().unwrap();
+    assert_eq!(out["backup"], copy_arg, "{out}");
+    assert_eq!(
+        out["bytes"].as_u64(),
+        Some(std::fs::metadata(&copy).unwrap().len())
+    );
+    let acked = acked.lock().unwrap().clone();
+    let before: Vec<&String> = acked
+        .iter()
+        .filter(|(_, at)| *at < began)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        before.len() >= 5,
+        "too few keys before the backup: {acked:?}"
+    );
+    assert!(
+        acked.len() > before.len(),
+        "no key was written during or after the backup ({attempts} attempts)"
+    );
+
+    // A second backup to the same path is refused and leaves the copy as it is...
+    let saved = std::fs::read(&copy).unwrap();
+    let again = keyward_in(
+        dir.path(),
+        Some(server.database_url()),
+        &["backup", copy_arg, "--json"],
+    );
+    again.failed();
+    assert!(again.stdout.contains("--force"), "{again:#?}");
+    assert_eq!(std::fs::read(&copy).unwrap(), saved);
+    // ...and with --force replaces it (the server still writes nothing now: same keys or more).
+    let forced = dir.path().join("forced.db");
+    std::fs::write(&forced, b"not a database").unwrap();
+    let forced_arg = forced.to_str().unwrap();
+    keyward_in(
+        dir.path(),
+        Some(server.database_url()),
+        &["backup", forced_arg, "--force", "--json"],
+    )
+    .json();
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+
+    // Restore: keyward opens each copy as its database, and every key
+    // acknowledged before the backup began is there.
+    for file in [&copy, &forced] {
+        let url = format!("sqlite://{}", file.display());
+        keyward_in(dir.path(), Some(&url), &["migrate", "--json"]).json();
+        let mut conn = SqliteConnection::establish(file.to_str().unwrap()).unwrap();
+        let ids: std::collections::HashSet<String> = api_keys::table
+            .select(api_keys::id)
+            .load::<String>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .collect();
+        for id in &before {
+            assert!(ids.contains(*id), "{}: key {id} is missing", file.display());
+        }
+        // And it serves: a key can be made in it.
+        let made = keyward_in(
+            dir.path(),
+            Some(&url),
+            &[
+                "key",
+                "create",
+                "--tenant",
+                "acme",
+                "--user",
+                "admin@acme.test",
+                "--name",
+                "restored",
+                "--json",
+            ],
+        );
+        assert!(secret::well_formed(str_of(&made.json(), "key"), "kw"));
+    }
+
+    // PostgreSQL: refused, pointing to pg_dump (nothing is connected to).
+    let pg = keyward_in(
+        dir.path(),
+        Some("postgres://nobody@127.0.0.1:1/none"),
+        &[
+            "backup",
+            dir.path().join("pg.db").to_str().unwrap(),
+            "--json",
+        ],
+    );
+    pg.failed();
+    assert!(pg.stdout.contains("pg_dump --format=custom"), "{pg:#?}");
+    assert!(!dir.path().join("pg.db").exists());
+}

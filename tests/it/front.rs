@@ -100,6 +100,12 @@ impl Conn {
 
     /// The next response, or `None` if the server closed the connection first.
     fn response(&mut self) -> Option<Response> {
+        self.response_to(false)
+    }
+
+    /// The next response, to a `HEAD` request if `head` (then it has no body,
+    /// whatever its `content-length`).
+    fn response_to(&mut self, is_head: bool) -> Option<Response> {
         let end = loop {
             if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break at + 4;
@@ -124,6 +130,7 @@ impl Conn {
             .filter_map(|l| l.split_once(':'))
             .find(|(n, _)| *n == "content-length")
             .map_or(0, |(_, v)| v.trim().parse().unwrap());
+        let length = if is_head { 0 } else { length };
         while self.buf.len() < end + length {
             assert!(self.fill(), "closed mid-body");
         }
@@ -526,6 +533,294 @@ fn a_large_body_before_a_refused_head_is_served_whole() {
         assert_eq!(created.status, 201, "{pause:?}: {}", created.text());
         assert_refusal(&conn.expect("refusal"), 400, "/v1", "after a large body");
         conn.assert_closed("after a large body");
+    }
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
+
+/// A key of the bootstrap user, made over HTTP: its id.
+fn make_key(server: &Served, name: &str) -> String {
+    let key = server.field("key");
+    let body = new_key(server, name);
+    let mut conn = Conn::open(server.port);
+    conn.send(format!(
+        "POST /v1/user-api-keys HTTP/1.1\r\nHost: a\r\ntenant: acme\r\nx-key: {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    let created = conn.expect("create");
+    assert_eq!(created.status, 201, "{}", created.text());
+    created.json()["id"].as_str().unwrap().to_owned()
+}
+
+/// The key `id` as `GET /v1/user-api-keys/{id}` shows it, on a connection of its own.
+fn key_state(server: &Served, id: &str) -> Value {
+    let mut conn = Conn::open(server.port);
+    conn.send(format!(
+        "GET /v1/user-api-keys/{id} HTTP/1.1\r\nHost: a\r\ntenant: acme\r\nx-key: {}\r\n\r\n",
+        server.field("key")
+    ));
+    let reply = conn.expect("key state");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+/// Requests of one dialect aimed at keys, for the connection-close tests.
+struct Shapes {
+    prefix: &'static str,
+    auth: String,
+}
+
+impl Shapes {
+    fn new(server: &Served, prefix: &'static str) -> Self {
+        let auth = format!(
+            "Host: a\r\ntenant: acme\r\nx-key: {}\r\n",
+            server.field("key")
+        );
+        Self { prefix, auth }
+    }
+
+    /// A request whose handler ignores its body, answered before the body
+    /// is read; the body (495 bytes) is made of other requests.
+    fn early(&self, method: &str, victim: &str) -> String {
+        let path = match self.prefix {
+            "/v1" => "/v1/auth?scope=public_api",
+            _ => "/user/api-keys",
+        };
+        let mut body = format!("{}{}", self.read(victim, ""), self.delete(victim));
+        assert!(body.len() <= 495, "{}", body.len());
+        body.push_str(&" ".repeat(495 - body.len()));
+        format!(
+            "{method} {path} HTTP/1.1\r\n{}content-length: 495\r\n\r\n{body}",
+            self.auth
+        )
+    }
+
+    /// A request that reads, with `extra` header lines.
+    fn read(&self, id: &str, extra: &str) -> String {
+        let path = match self.prefix {
+            "/v1" => format!("/v1/user-api-keys/{id}"),
+            _ => "/user/stats".to_owned(),
+        };
+        format!("GET {path} HTTP/1.1\r\n{}{extra}\r\n", self.auth)
+    }
+
+    /// The same read in HTTP/1.0 (which closes unless asked to keep alive).
+    fn read_http10(&self, id: &str) -> String {
+        self.read(id, "").replacen("HTTP/1.1", "HTTP/1.0", 1)
+    }
+
+    /// A request that revokes (deletes) the key `id`.
+    fn delete(&self, id: &str) -> String {
+        let path = match self.prefix {
+            "/v1" => format!("/v1/user-api-keys/{id}"),
+            _ => format!("/user/api-keys/{id}"),
+        };
+        format!("DELETE {path} HTTP/1.1\r\n{}\r\n", self.auth)
+    }
+
+    /// A head keyward refuses (400 for its malformed header).
+    fn refused(&self) -> String {
+        format!(
+            "GET {}/x HTTP/1.1\r\nHost: a\r\nbad header\r\n\r\n",
+            self.prefix
+        )
+    }
+
+    /// A head keyward refuses with 414.
+    fn too_long(&self) -> String {
+        format!(
+            "GET {}/x?q={} HTTP/1.1\r\nHost: a\r\n\r\n",
+            self.prefix,
+            "a".repeat(10_000)
+        )
+    }
+}
+
+/// Sends `requests` in one write and reads every byte the server sends until
+/// it closes the connection: the answers, to a `HEAD` where `heads` says so,
+/// in order, and then nothing. Returns them, checking that the connection
+/// closed promptly after the last.
+fn answers_then_close(
+    server: &Served,
+    requests: &str,
+    heads: &[bool],
+    what: &str,
+) -> Vec<Response> {
+    let mut conn = Conn::open(server.port);
+    conn.send(requests);
+    let mut answers = Vec::new();
+    for (n, &head) in heads.iter().enumerate() {
+        answers.push(
+            conn.response_to(head)
+                .unwrap_or_else(|| panic!("{what}: closed before answer #{n}")),
+        );
+    }
+    let answered = Instant::now();
+    conn.assert_closed(what);
+    let took = answered.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "{what}: closed after {took:?}"
+    );
+    answers
+}
+
+/// An answer that closes the connection, and one that does not say so.
+fn says_close(reply: &Response) -> bool {
+    reply.header("connection") == Some("close")
+}
+
+/// RFC 9112 section 9.6: once an answer closes the connection (an answer
+/// written before its request's body was read, which actix marks `close`),
+/// nothing after it is served or written, and the connection closes: what was
+/// pipelined behind it (a DELETE) is not executed, nor are the requests in
+/// the body. With GET and HEAD, in both dialects.
+#[::core::prelude::v1::test]
+fn an_answer_before_the_body_is_the_last() {
+    let mut server = Served::start();
+    for prefix in ["/v1", "/user"] {
+        let shapes = Shapes::new(&server, prefix);
+        for method in ["GET", "HEAD"] {
+            let what = format!("{prefix} {method} answered early");
+            let (victim, target) = (make_key(&server, "victim"), make_key(&server, "target"));
+            let before = (key_state(&server, &victim), key_state(&server, &target));
+            let requests = format!(
+                "{}{}{}",
+                shapes.early(method, &victim),
+                shapes.read(&target, ""),
+                shapes.delete(&target)
+            );
+            let answers = answers_then_close(&server, &requests, &[method == "HEAD"], &what);
+            let early = &answers[0];
+            // (Estuary's listing answers GET only.)
+            let expected = if (prefix, method) == ("/user", "HEAD") {
+                405
+            } else {
+                200
+            };
+            assert_eq!(early.status, expected, "{what}: {}", early.text());
+            assert!(says_close(early), "{what}: {}", early.text());
+            if method == "HEAD" {
+                assert!(early.body.is_empty());
+            }
+            let after = (key_state(&server, &victim), key_state(&server, &target));
+            assert_eq!(after, before, "{what}: a request after the close ran");
+
+            // A refused head behind it is not answered either.
+            let requests = format!("{}{}", shapes.early(method, &victim), shapes.too_long());
+            let answers = answers_then_close(&server, &requests, &[method == "HEAD"], &what);
+            assert!(says_close(&answers[0]), "{what}: {}", answers[0].text());
+        }
+    }
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains(" unmatched 414 "), "{log}");
+}
+
+/// A request that says `Connection: close`, or an HTTP/1.0 one without
+/// keep-alive, is the connection's last: its answer, and nothing after it,
+/// neither a request pipelined behind it (a DELETE) nor a refusal of the head
+/// behind it. Earlier answers on the connection are not marked `close`.
+#[::core::prelude::v1::test]
+fn a_request_that_says_close_is_the_last() {
+    let mut server = Served::start();
+    for prefix in ["/v1", "/user"] {
+        let shapes = Shapes::new(&server, prefix);
+        let (id, target) = (make_key(&server, "read"), make_key(&server, "target"));
+        let before = key_state(&server, &target);
+        let close = "Connection: close\r\n";
+        let cases = [
+            (
+                "close, then a DELETE",
+                format!("{}{}", shapes.read(&id, close), shapes.delete(&target)),
+                1,
+            ),
+            (
+                "close, then a refused head",
+                format!("{}{}", shapes.read(&id, close), shapes.refused()),
+                1,
+            ),
+            (
+                "close among other options",
+                format!(
+                    "{}{}",
+                    shapes.read(&id, "Connection: te, Close\r\n"),
+                    shapes.delete(&target)
+                ),
+                1,
+            ),
+            (
+                "HTTP/1.0, then a DELETE",
+                format!("{}{}", shapes.read_http10(&id), shapes.delete(&target)),
+                1,
+            ),
+            (
+                "two, then close, then a DELETE",
+                format!(
+                    "{}{}{}{}",
+                    shapes.read(&id, ""),
+                    shapes.read(&id, ""),
+                    shapes.read(&id, close),
+                    shapes.delete(&target)
+                ),
+                3,
+            ),
+        ];
+        for (what, requests, count) in cases {
+            let what = format!("{prefix} {what}");
+            let answers = answers_then_close(&server, &requests, &vec![false; count], &what);
+            for (n, reply) in answers.iter().enumerate() {
+                assert_eq!(reply.status, 200, "{what} #{n}: {}", reply.text());
+                assert!(reply.json().is_object(), "{what} #{n}: {}", reply.text());
+                let last = n + 1 == count;
+                let http10 = what.contains("HTTP/1.0");
+                // (An HTTP/1.0 answer closes without saying so.)
+                assert_eq!(
+                    says_close(reply),
+                    last && !http10,
+                    "{what} #{n}: {}",
+                    reply.text()
+                );
+            }
+            assert_eq!(
+                key_state(&server, &target),
+                before,
+                "{what}: the DELETE ran"
+            );
+        }
+    }
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains(" unmatched 400 "), "{log}");
+}
+
+/// Pipelined requests, `HEAD` among them, each get their own answer, framed
+/// for their own method (no body for `HEAD`), and the connection stays open.
+#[::core::prelude::v1::test]
+fn pipelined_answers_keep_their_own_framing() {
+    let mut server = Served::start();
+    for prefix in ["/v1", "/user"] {
+        let shapes = Shapes::new(&server, prefix);
+        let id = make_key(&server, "read");
+        let head = shapes.read(&id, "").replacen("GET", "HEAD", 1);
+        let get = shapes.read(&id, "");
+        let mut conn = Conn::open(server.port);
+        conn.send(format!("{head}{get}{head}{get}{get}"));
+        for (n, is_head) in [true, false, true, false, false].into_iter().enumerate() {
+            let reply = conn.response_to(is_head).unwrap();
+            let what = format!("{prefix} #{n}: {}", reply.text());
+            assert!(!says_close(&reply), "{what}");
+            if is_head {
+                assert!(reply.body.is_empty(), "{what}");
+            } else {
+                assert_eq!(reply.status, 200, "{what}");
+                assert!(reply.json().is_object(), "{what}");
+            }
+        }
+        // Still open and serving.
+        conn.send(&get);
+        assert_eq!(conn.expect("after").status, 200);
     }
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");

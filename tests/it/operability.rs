@@ -172,6 +172,11 @@ impl Served {
         }
     }
 
+    /// The server's database (`sqlite://...`).
+    pub(crate) fn database_url(&self) -> &str {
+        &self.url
+    }
+
     pub(crate) fn field(&self, name: &str) -> String {
         self.boot[name].as_str().unwrap().to_owned()
     }

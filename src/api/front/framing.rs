@@ -31,12 +31,27 @@ pub const MAX_HEADERS: usize = 96;
 /// What to do with a (possibly partial) request head.
 #[derive(Debug)]
 pub enum Verdict {
-    /// A whole head within the limits, `len` bytes long, and what follows it.
-    Pass { len: usize, body: Body },
+    /// A whole head within the limits, `len` bytes long, what follows it,
+    /// and what its answer needs.
+    Pass {
+        len: usize,
+        body: Body,
+        request: Request,
+    },
     /// Not a whole head yet.
     More,
     /// Answer with this error and close.
     Refuse(Error),
+}
+
+/// What the write side needs to know of a request to follow its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Request {
+    /// The connection ends after its answer: `Connection: close` (HTTP/1.1),
+    /// or HTTP/1.0 without `Connection: keep-alive`.
+    pub close: bool,
+    /// A `HEAD` request: its answer has no body, whatever its framing headers say.
+    pub head: bool,
 }
 
 /// How the body after a head is delimited.
@@ -92,6 +107,9 @@ pub enum Then {
     /// A byte actix's chunked decoder refuses. Bytes from here on must not
     /// reach actix: its payload then ends early, which the handler answers.
     Broken,
+    /// A request ended and more bytes follow: the next request starts here.
+    /// Call again with it (from its first byte) when it may go to actix.
+    Next,
 }
 
 /// The outcome of [`Framing::frame`].
@@ -99,8 +117,9 @@ pub enum Then {
 pub struct Step {
     /// How many of the bytes are judged; what they are followed by is `then`.
     pub take: usize,
-    /// Whether a head was accepted among them.
-    pub passed: bool,
+    /// The head accepted among them (at most one: framing stops where the
+    /// request after it starts).
+    pub passed: Option<Request>,
     pub then: Then,
 }
 
@@ -127,7 +146,7 @@ impl Framing {
     /// everything read since.
     pub fn frame(&mut self, data: &[u8]) -> Step {
         let mut at = 0;
-        let mut passed = false;
+        let mut passed = None;
         loop {
             let rest = &data[at..];
             let stop = |take, then| Step { take, passed, then };
@@ -135,10 +154,11 @@ impl Framing {
                 return stop(at, Then::All);
             }
             match self.state {
+                State::Head if passed.is_some() => return stop(at, Then::Next),
                 State::Head => match self.head(rest) {
-                    Verdict::Pass { len, body } => {
+                    Verdict::Pass { len, body, request } => {
                         at += len;
-                        passed = true;
+                        passed = Some(request);
                         self.seen = 0;
                         self.state = match body {
                             Body::None | Body::Length(0) => State::Head,
@@ -157,6 +177,9 @@ impl Framing {
                         0 => State::Head,
                         left => State::Length(left),
                     };
+                    if self.state == State::Head && at < data.len() {
+                        return stop(at, Then::Next);
+                    }
                 }
                 State::Chunked(chunk) => match chunked(chunk, rest) {
                     (n, Ok(Some(chunk))) => {
@@ -166,6 +189,9 @@ impl Framing {
                     (n, Ok(None)) => {
                         at += n;
                         self.state = State::Head;
+                        if at < data.len() {
+                            return stop(at, Then::Next);
+                        }
                     }
                     (n, Err(())) => return stop(at + n, Then::Broken),
                 },
@@ -174,6 +200,12 @@ impl Framing {
                 }
             }
         }
+    }
+
+    /// Whether the bytes judged so far end a request (or none began): the
+    /// next byte starts a head.
+    pub fn between_requests(&self) -> bool {
+        self.state == State::Head && self.seen == 0
     }
 
     /// The verdict on a head that starts `head`, of which `self.seen` bytes
@@ -278,7 +310,7 @@ pub fn inspect(buf: &[u8]) -> Verdict {
             Verdict::Refuse(Error::HeadersTooLarge)
         }
         Ok(httparse::Status::Complete(len)) => match judge(&req) {
-            Ok(body) => Verdict::Pass { len, body },
+            Ok((body, request)) => Verdict::Pass { len, body, request },
             Err(error) => Verdict::Refuse(error),
         },
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
@@ -295,10 +327,11 @@ fn malformed(message: &str) -> Error {
     Error::invalid("request", message)
 }
 
-/// What actix's decoder makes of a whole head: how its body is delimited, or
-/// the error for which actix would answer a bare 400. Mirrors
-/// `MessageType::decode` and `set_headers` in `actix_http::h1::decoder`.
-fn judge(req: &httparse::Request<'_, '_>) -> Result<Body, Error> {
+/// What actix's decoder makes of a whole head: how its body is delimited
+/// (and what its answer needs), or the error for which actix would answer a
+/// bare 400. Mirrors `MessageType::decode` and `set_headers` in
+/// `actix_http::h1::decoder`.
+fn judge(req: &httparse::Request<'_, '_>) -> Result<(Body, Request), Error> {
     let method = req.method.unwrap_or_default();
     if Method::from_bytes(method.as_bytes()).is_err() {
         return Err(malformed("The request method is malformed."));
@@ -309,6 +342,8 @@ fn judge(req: &httparse::Request<'_, '_>) -> Result<Body, Error> {
     let http11 = req.version == Some(1);
     let (mut host, mut length, mut encoded, mut chunked, mut websocket) =
         (false, None, false, false, false);
+    // Connection options, as tokens (RFC 9110 section 7.6.1), in every field.
+    let (mut close, mut keep_alive) = (false, false);
     for header in req.headers.iter() {
         let (name, value) = (header.name.as_bytes(), header.value);
         match name.len() {
@@ -317,6 +352,12 @@ fn judge(req: &httparse::Request<'_, '_>) -> Result<Body, Error> {
                     return Err(Error::invalid("Host", "Only one Host header is allowed."));
                 }
                 host = true;
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for option in value.split(|&b| b == b',').map(trim) {
+                    close |= option.eq_ignore_ascii_case(b"close");
+                    keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                }
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => {
                 websocket |= visible(value) && trim(value).eq_ignore_ascii_case(b"websocket");
@@ -372,13 +413,19 @@ fn judge(req: &httparse::Request<'_, '_>) -> Result<Body, Error> {
             "An HTTP/1.0 POST request needs a Content-Length.",
         ));
     }
-    Ok(match length {
+    let body = match length {
         _ if chunked => Body::Chunked,
         _ if websocket => Body::Rest,
         Some(n) if n > 0 => Body::Length(n),
         _ if method == "CONNECT" => Body::Rest,
         _ => Body::None,
-    })
+    };
+    let request = Request {
+        // HTTP/1.0 closes unless asked to keep alive; a `close` always wins.
+        close: close || !(http11 || keep_alive),
+        head: method == "HEAD",
+    };
+    Ok((body, request))
 }
 
 /// Whether a header value is what `HeaderValue::to_str` accepts.
@@ -439,6 +486,165 @@ fn target_ok(target: &str) -> bool {
     true
 }
 
+/// The answers actix writes on a connection, followed to find where each
+/// ends and whether it closes the connection. actix writes them the way
+/// `actix_http::h1::encoder` does: a status line, header lines (the framing
+/// ones lower-case; compared here regardless of case), an empty line, and a
+/// body by `content-length`, by chunked coding, or none (a `HEAD` request's,
+/// 1xx, 204, 304). A body framed by neither runs to the connection's end:
+/// that answer never ends here.
+#[derive(Debug)]
+pub struct Answers {
+    state: Out,
+    /// The start of the head line being written (lower-cased), and its length.
+    line: [u8; LINE],
+    line_len: usize,
+    /// Whether the next line is a status line.
+    status_line: bool,
+    /// What the head written so far says.
+    status: u16,
+    length: Option<u64>,
+    chunked: bool,
+    close: bool,
+}
+
+/// How much of a head line is kept: enough for `content-length: ` and any
+/// `u64`, and for the other framing fields' values keyward's answers carry.
+const LINE: usize = 48;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Head,
+    Length(u64),
+    Chunked(Chunk),
+    /// To the end of the connection (or bytes not understood).
+    Eof,
+}
+
+impl Default for Answers {
+    fn default() -> Self {
+        Self {
+            state: Out::Head,
+            line: [0; LINE],
+            line_len: 0,
+            status_line: true,
+            status: 0,
+            length: None,
+            chunked: false,
+            close: false,
+        }
+    }
+}
+
+impl Answers {
+    /// Follows `data`, written after the bytes followed before, as answers to
+    /// `request`. Returns how many bytes it took: all of them, or those up to
+    /// the end of a final (non-1xx) answer, with whether that answer says
+    /// `connection: close`.
+    pub fn follow(&mut self, data: &[u8], request: Request) -> (usize, Option<bool>) {
+        let mut at = 0;
+        while at < data.len() {
+            let rest = &data[at..];
+            match self.state {
+                Out::Head => {
+                    let (n, line_end) = match memchr::memchr(b'\n', rest) {
+                        Some(i) => (i + 1, true),
+                        None => (rest.len(), false),
+                    };
+                    let room = LINE - self.line_len;
+                    let copied = n.min(room);
+                    for (to, from) in self.line[self.line_len..self.line_len + copied]
+                        .iter_mut()
+                        .zip(&rest[..copied])
+                    {
+                        *to = from.to_ascii_lowercase();
+                    }
+                    self.line_len += copied;
+                    at += n;
+                    if line_end {
+                        let ended = self.head_line(request);
+                        self.line_len = 0;
+                        if let Some(close) = ended {
+                            return (at, Some(close));
+                        }
+                    }
+                }
+                Out::Length(left) => {
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
+                    at += n;
+                    if left == n as u64 {
+                        return (at, Some(self.answered()));
+                    }
+                    self.state = Out::Length(left - n as u64);
+                }
+                Out::Chunked(chunk) => match chunked(chunk, rest) {
+                    (n, Ok(Some(chunk))) => {
+                        at += n;
+                        self.state = Out::Chunked(chunk);
+                    }
+                    (n, Ok(None)) => return (at + n, Some(self.answered())),
+                    (_, Err(())) => self.state = Out::Eof,
+                },
+                Out::Eof => at = data.len(),
+            }
+        }
+        (at, None)
+    }
+
+    /// A head line was written (kept in `line`): notes what it says; at the
+    /// end of the head, moves to the body. Returns `Some(close)` if that ends
+    /// a final answer.
+    fn head_line(&mut self, request: Request) -> Option<bool> {
+        let kept = self.line;
+        let line = &kept[..self.line_len];
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if std::mem::take(&mut self.status_line) {
+            // `HTTP/1.1 200 OK`
+            self.status = line
+                .get(9..12)
+                .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok())
+                .unwrap_or(0);
+            return None;
+        }
+        if !line.is_empty() {
+            if let Some(value) = line.strip_prefix(b"content-length:") {
+                self.length = std::str::from_utf8(trim(value)).ok()?.parse().ok();
+            } else if let Some(value) = line.strip_prefix(b"transfer-encoding:") {
+                self.chunked = trim(value).ends_with(b"chunked");
+            } else if let Some(value) = line.strip_prefix(b"connection:") {
+                self.close |= value
+                    .split(|&b| b == b',')
+                    .any(|option| trim(option) == b"close");
+            }
+            return None;
+        }
+        // The end of the head.
+        if (100..200).contains(&self.status) && self.status != 101 {
+            // An interim answer (`100 Continue`); the final one follows.
+            *self = Self::default();
+            return None;
+        }
+        if request.head || matches!(self.status, 204 | 304) {
+            return Some(self.answered());
+        }
+        self.state = match (self.chunked, self.length) {
+            (true, _) => Out::Chunked(Chunk::SizeFirst),
+            (false, Some(0)) => return Some(self.answered()),
+            (false, Some(n)) => Out::Length(n),
+            (false, None) => Out::Eof,
+        };
+        None
+    }
+
+    /// A final answer ended: whether it closes; the next one may begin.
+    fn answered(&mut self) -> bool {
+        let close = self.close;
+        *self = Self::default();
+        close
+    }
+}
+
 /// Whether `b` alone is the start of a head to actix's parser, and nothing it
 /// would refuse: then it may go to actix before the rest of its head.
 pub fn harmless(b: u8) -> bool {
@@ -460,11 +666,11 @@ mod tests {
     fn heads_within_the_limits_pass() {
         assert_eq!(
             verdict("GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n"),
-            "Pass { len: 31, body: None }"
+            "Pass { len: 31, body: None, request: Request { close: false, head: false } }"
         );
         assert_eq!(
             verdict("GET /v1/x HTTP/1.0\r\n\r\nGET"),
-            "Pass { len: 22, body: None }"
+            "Pass { len: 22, body: None, request: Request { close: true, head: false } }"
         );
         assert!(verdict("GET /v1/x HTTP/1.1\r\n\r\n").starts_with("Refuse(Invalid"));
         assert_eq!(verdict("GET /v1/x HTTP/1.1\r\nHost: a\r\n"), "More");
@@ -501,7 +707,7 @@ mod tests {
         let body = |headers: &str| {
             let head = format!("POST /v1/x HTTP/1.1\r\nHost: a\r\n{headers}\r\n");
             match inspect(head.as_bytes()) {
-                Verdict::Pass { len, body } => {
+                Verdict::Pass { len, body, .. } => {
                     assert_eq!(len, head.len());
                     format!("{body:?}")
                 }
@@ -546,10 +752,8 @@ mod tests {
             http10("GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n")
                 .starts_with("Refuse(Invalid")
         );
-        assert_eq!(
-            http10("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
-            "Pass { len: 35, body: Rest }"
-        );
+        assert!(http10("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .starts_with("Pass { len: 35, body: Rest,"));
         // Targets httparse takes and `http::Uri` does not.
         for target in ["/a`b", "/a<b", "/a?\"", "/a?<"] {
             let head = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -613,8 +817,19 @@ mod tests {
             judged.extend_from_slice(&held[..step.take]);
             match step.then {
                 Then::All => held.clear(),
-                Then::Partial => {
+                Then::Partial | Then::Next => {
                     held.drain(..step.take);
+                    // Whatever follows a request is offered again at once.
+                    while !held.is_empty() {
+                        let step = framing.frame(&held);
+                        judged.extend_from_slice(&held[..step.take]);
+                        held.drain(..step.take);
+                        match step.then {
+                            Then::Next => {}
+                            Then::All | Then::Partial => break,
+                            other => return (judged, format!("{other:?}")),
+                        }
+                    }
                 }
                 other => return (judged, format!("{other:?}")),
             }
@@ -726,5 +941,99 @@ mod tests {
         for b in [b' ', 0x16, 0, b'(', 0x80] {
             assert!(!harmless(b), "{b}");
         }
+    }
+
+    /// What a request's head says about its connection and its answer.
+    #[test]
+    fn requests_say_whether_they_close_and_whether_they_are_head() {
+        let request = |head: &str| match inspect(head.as_bytes()) {
+            Verdict::Pass { request, .. } => (request.close, request.head),
+            other => panic!("{other:?}"),
+        };
+        let get = |version: &str, fields: &str| {
+            request(&format!("GET / HTTP/{version}\r\nHost: a\r\n{fields}\r\n"))
+        };
+        assert_eq!(get("1.1", ""), (false, false));
+        assert_eq!(get("1.1", "Connection: close\r\n"), (true, false));
+        assert_eq!(get("1.1", "connection: te, CLOSE \r\n"), (true, false));
+        assert_eq!(
+            get("1.1", "Connection: te\r\nConnection: close\r\n"),
+            (true, false)
+        );
+        assert_eq!(get("1.1", "Connection: keep-alive\r\n"), (false, false));
+        assert_eq!(get("1.1", "Connection: closed\r\n"), (false, false));
+        assert_eq!(get("1.0", ""), (true, false));
+        assert_eq!(get("1.0", "Connection: Keep-Alive\r\n"), (false, false));
+        assert_eq!(
+            get("1.0", "Connection: keep-alive, close\r\n"),
+            (true, false)
+        );
+        assert_eq!(request("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"), (false, true));
+    }
+
+    /// Framing stops where each request ends, when more follows, and says
+    /// which head passed.
+    #[test]
+    fn framing_stops_after_each_request() {
+        let mut framing = Framing::default();
+        let data = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n";
+        let step = framing.frame(data);
+        assert!(matches!(step.then, Then::Next), "{step:?}");
+        assert_eq!(step.take, 46);
+        assert_eq!(step.passed.map(|r| r.close), Some(true));
+        assert!(framing.between_requests());
+        let mut framing = Framing::default();
+        let data = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET";
+        let step = framing.frame(&data[..49]);
+        assert!(matches!(step.then, Then::All), "{step:?}");
+        assert!(!framing.between_requests());
+        let step = framing.frame(&data[49..]);
+        assert!(matches!(step.then, Then::Next), "{step:?}");
+        assert_eq!((step.take, step.passed), (1, None));
+        assert!(framing.between_requests());
+    }
+
+    /// Follows `data` written in pieces of `piece` bytes: where each final
+    /// answer ended (its last byte's offset) and whether it closes.
+    fn answers_in(data: &[u8], piece: usize, head: bool) -> Vec<(usize, bool)> {
+        let mut answers = Answers::default();
+        let request = Request { close: false, head };
+        let mut ends = Vec::new();
+        for (n, chunk) in data.chunks(piece).enumerate() {
+            let mut at = 0;
+            while at < chunk.len() {
+                let (took, ended) = answers.follow(&chunk[at..], request);
+                at += took;
+                if let Some(close) = ended {
+                    ends.push((n * piece + at, close));
+                }
+            }
+        }
+        ends
+    }
+
+    #[test]
+    fn answers_end_where_their_framing_says() {
+        let by_length = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-request-id: a\r\n\r\nhello";
+        let chunked = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+                       5\r\nhello\r\n0\r\n\r\n";
+        let interim = "HTTP/1.1 100 Continue\r\n\r\n";
+        let empty = "HTTP/1.1 204 No Content\r\nx-a: b\r\n\r\n";
+        let data = format!("{by_length}{interim}{chunked}{empty}");
+        let mut ends = vec![(by_length.len(), false)];
+        ends.push((ends[0].0 + interim.len() + chunked.len(), true));
+        ends.push((data.len(), false));
+        for piece in 1..=data.len() {
+            assert_eq!(answers_in(data.as_bytes(), piece, false), ends, "{piece}");
+        }
+        // An answer to HEAD has no body, whatever its content-length says.
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Close\r\n\r\n";
+        assert_eq!(
+            answers_in(head.as_bytes(), 3, true),
+            vec![(head.len(), true)]
+        );
+        // A body framed by nothing runs to the connection's end.
+        let eof = "HTTP/1.1 200 OK\r\n\r\nabc";
+        assert_eq!(answers_in(eof.as_bytes(), 100, false), vec![]);
     }
 }
