@@ -271,13 +271,18 @@ pub struct CitusReport {
 
 /// How each table is spread over a Citus cluster, in the order it must be done:
 /// a table's foreign keys may only point at tables distributed before it.
-/// `tenants` is small and read by every request: a copy on every node.
-const CITUS_LAYOUT: [(&str, Option<&str>); 5] = [
+/// `tenants` is small and read by every request: a copy on every node;
+/// `usage_rollups` (the roll-up job's two progress rows) likewise.
+const CITUS_LAYOUT: [(&str, Option<&str>); 9] = [
     ("tenants", None),
     ("users", Some("users")),
     ("api_keys", Some("users")),
     ("audit_events", Some("users")),
     ("tenant_changes", Some("users")),
+    ("usage_minutes", Some("users")),
+    ("usage_hours", Some("users")),
+    ("usage_days", Some("users")),
+    ("usage_rollups", None),
 ];
 
 /// On a PostgreSQL database with the `citus` extension, makes `tenants` a
