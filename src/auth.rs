@@ -14,6 +14,7 @@ use futures_util::future::LocalBoxFuture;
 
 use self::cache::Authenticated;
 use crate::access::{Caller, Identity, Origin};
+use crate::analytics::CountedKey;
 use crate::api::context::RequestId;
 use crate::db::DbConnection;
 use crate::error::Error;
@@ -128,6 +129,21 @@ impl Credentials {
     }
 }
 
+/// A refused authentication, and the key it found in the tenant if any (a
+/// revoked or expired key, or one of an inactive user): usage analytics
+/// count a verification of such a key as `invalid`.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: Error,
+    pub key: Option<CountedKey>,
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Self {
+        Self { error, key: None }
+    }
+}
+
 /// Checks a presented key against the database as of `now`. The checks that
 /// need no database (tenant name shape, key presence and format) come first.
 pub fn authenticate(
@@ -135,20 +151,28 @@ pub fn authenticate(
     tenant_name: &str,
     presented: &Presented,
     now: DateTime<Utc>,
-) -> Result<Authenticated, Error> {
+) -> Result<Authenticated, Refused> {
     let tenant = match tenants::valid_name(tenant_name) {
         true => tenants::find_by_name(conn, tenant_name)?,
         false => None,
     }
     .ok_or(Error::TenantUnknown)?;
     let hash = match presented {
-        Presented::Missing => return Err(Error::KeyMissing),
-        Presented::Malformed => return Err(Error::KeyInvalid),
+        Presented::Missing => return Err(Error::KeyMissing.into()),
+        Presented::Malformed => return Err(Error::KeyInvalid.into()),
         Presented::Hash(hash) => hash,
     };
     let credential =
         keys::find_for_authentication(conn, &tenant.id, hash)?.ok_or(Error::KeyInvalid)?;
-    credential.check(now)?;
+    if let Err(error) = credential.check(now) {
+        return Err(Refused {
+            error,
+            key: Some(CountedKey {
+                tenant_id: tenant.id,
+                key_id: credential.key.id,
+            }),
+        });
+    }
     let key = &credential.key;
     let caller = Caller::new(
         Identity {
@@ -171,7 +195,7 @@ async fn authenticate_request(
     state: &AppState,
     credentials: Credentials,
     now: DateTime<Utc>,
-) -> Result<Caller, Error> {
+) -> Result<Caller, Refused> {
     let presented = credentials.presented(&state.settings.key_prefix);
     if let Presented::Hash(hash) = &presented {
         let vouched = |read_mark| state.changes.vouches_for(read_mark);
@@ -179,7 +203,13 @@ async fn authenticate_request(
             .auth_cache
             .get(&credentials.tenant, hash, now, vouched)
         {
-            return hit.at(now);
+            return hit.at(now).map_err(|error| Refused {
+                error,
+                key: Some(CountedKey {
+                    tenant_id: hit.caller.tenant.id.clone(),
+                    key_id: hit.caller.key_id.clone(),
+                }),
+            });
         }
     }
     // A read that an instance's refusal outranks (it began before a refusal
@@ -191,19 +221,22 @@ async fn authenticate_request(
         let (generation, read_mark) = (state.auth_cache.generation(), state.changes.mark());
         let (tenant, lookup) = (credentials.tenant.clone(), presented.clone());
         let read = state
-            .read(move |conn| authenticate(conn, &tenant, &lookup, now))
-            .await;
+            .read(move |conn| Ok(authenticate(conn, &tenant, &lookup, now)))
+            .await
+            .map_err(Refused::from)
+            .and_then(|read| read);
         let Presented::Hash(hash) = &presented else {
             break read?;
         };
         match read {
-            Err(e @ (Error::KeyInvalid | Error::KeyExpired)) => {
-                state
-                    .auth_cache
-                    .refuse(&credentials.tenant, hash, read_mark);
-                return Err(e);
+            Err(refused) => {
+                if matches!(refused.error, Error::KeyInvalid | Error::KeyExpired) {
+                    state
+                        .auth_cache
+                        .refuse(&credentials.tenant, hash, read_mark);
+                }
+                return Err(refused);
             }
-            Err(e) => return Err(e),
             Ok(authenticated) => {
                 if attempts < 2
                     && state
@@ -243,6 +276,7 @@ impl FromRequest for Caller {
                 &state.settings.trusted_proxies,
             )
         });
+        let request = req.clone();
         let origin = Origin {
             request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
             ip: peer.map(|ip| ip.to_string()),
@@ -258,7 +292,16 @@ impl FromRequest for Caller {
                 return Err(error);
             }
             let authenticated = match credentials {
-                Ok(credentials) => authenticate_request(&state, credentials, now).await,
+                Ok(credentials) => match authenticate_request(&state, credentials, now).await {
+                    Ok(caller) => Ok(caller),
+                    Err(Refused { error, key }) => {
+                        if let Some(key) = key {
+                            // For `/v1/auth` to count (`api::v1::verify`).
+                            request.extensions_mut().insert(key);
+                        }
+                        Err(error)
+                    }
+                },
                 Err(e) => Err(e),
             };
             match authenticated {

@@ -30,6 +30,13 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Longest time a client may take to send a whole request (head and body).
     pub request_timeout_secs: u64,
+    /// Whether verifications are counted per key (usage analytics).
+    #[serde(default = "yes")]
+    pub usage_counting: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Accepts `"a, b"` as well as `["a", "b"]`; blank items are dropped.

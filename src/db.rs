@@ -343,16 +343,21 @@ pub struct CitusReport {
 
 /// How each table is spread over a Citus cluster, in the order it must be done:
 /// a table's foreign keys may only point at tables distributed before it.
-/// `tenants` is small and read by every request: a copy on every node.
+/// `tenants` is small and read by every request: a copy on every node;
+/// `usage_rollups` (the roll-up job's two progress rows) likewise.
 /// The change signal's `change_log` is not here: it stays a plain table on
 /// the coordinator, written by keyward in each write transaction
 /// ([`note_change`]) and read by every instance's watch without touching a
 /// shard.
-const CITUS_LAYOUT: [(&str, Option<&str>); 4] = [
+const CITUS_LAYOUT: [(&str, Option<&str>); 8] = [
     ("tenants", None),
     ("users", Some("users")),
     ("api_keys", Some("users")),
     ("audit_events", Some("users")),
+    ("usage_minutes", Some("users")),
+    ("usage_hours", Some("users")),
+    ("usage_days", Some("users")),
+    ("usage_rollups", None),
 ];
 
 /// The change signal's triggers (migration 000005). Citus cannot run them in

@@ -7,6 +7,7 @@
 //! Arrows point one way: `api` -> `auth` -> core -> `db`.
 
 pub mod access;
+pub mod analytics;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Last-used times waiting to be written.
     pub usage: usage::UsageRecorder,
+    /// Verifications counted, waiting to be written; see [`AppState::count_usage`].
+    pub tally: analytics::Tally,
     pub throttle: throttle::AuthThrottle,
     /// Recent successful authentications; see `auth::cache` for the rules.
     pub auth_cache: auth::cache::AuthCache,
@@ -64,6 +67,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(pool: DbPool, settings: Settings, clock: Arc<dyn Clock>) -> Self {
         let settings_limit = settings.auth_failures_per_minute;
+        let counting = settings.usage_counting;
         let readers = config::DatabaseUrl::parse(&settings.database_url)
             .ok()
             .and_then(|url| db::Readers::new(&url));
@@ -72,6 +76,7 @@ impl AppState {
             settings: Arc::new(settings),
             clock,
             usage: usage::UsageRecorder::default(),
+            tally: analytics::Tally::new(counting),
             throttle: throttle::AuthThrottle::new(settings_limit),
             auth_cache: auth::cache::AuthCache::default(),
             changes: changes::ChangeWatch::default(),
@@ -98,6 +103,26 @@ impl AppState {
             .spawn(move || changes_loop(&state, &url))
             .map(|_| ())
             .map_err(|e| Error::Internal(format!("cannot start the change watch: {e}")))
+    }
+
+    /// Writes the counted verifications and, every [`analytics::ROLLUP_EVERY`],
+    /// rolls them up and prunes them, in a thread that ends when the state is
+    /// dropped (`serve` writes what is left at shutdown: [`AppState::flush_counts`]). Counts reach the database at
+    /// most [`analytics::FLUSH_EVERY`] after the verification (plus the
+    /// statement's time), in one statement per flush.
+    pub fn count_usage(self: &Arc<Self>) -> Result<(), Error> {
+        let state = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("keyward-usage-counts".into())
+            .spawn(move || analytics_loop(&state))
+            .map(|_| ())
+            .map_err(|e| Error::Internal(format!("cannot start the usage counter: {e}")))
+    }
+
+    /// Writes the counted verifications now (at shutdown); returns the rows written.
+    pub async fn flush_counts(self: &Arc<Self>) -> Result<usize, Error> {
+        let state = Arc::clone(self);
+        self.db(move |conn| state.tally.flush(conn)).await
     }
 
     /// Writes the queued last-used times.
@@ -211,6 +236,42 @@ pub fn app(
         .wrap(middleware::from_fn(api::context::middleware))
         // Outermost: a preflight is answered before anything else runs.
         .wrap(middleware::from_fn(api::cors::middleware))
+}
+
+/// The usage counter's thread: flush the tally every
+/// [`analytics::FLUSH_EVERY`], try the roll-up every [`analytics::ROLLUP_EVERY`].
+/// Runs on a pooled connection, off the async executor. Ends when the state is gone.
+fn analytics_loop(state: &std::sync::Weak<AppState>) {
+    let mut last_rollup: Option<std::time::Instant> = None;
+    let mut warned = false;
+    loop {
+        std::thread::sleep(analytics::FLUSH_EVERY);
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let rollup_due = last_rollup.is_none_or(|at| at.elapsed() >= analytics::ROLLUP_EVERY);
+        let result = state.pool.get().map_err(Error::from).and_then(|mut conn| {
+            state.tally.flush(&mut conn)?;
+            if rollup_due {
+                last_rollup = Some(std::time::Instant::now());
+                analytics::roll_up(&mut conn, state.clock.now())?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) if warned => {
+                log::info!("usage counts written again");
+                warned = false;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !warned {
+                    log::warn!("could not write usage counts (kept for the next try): {e}");
+                    warned = true;
+                }
+            }
+        }
+    }
 }
 
 /// The change watch's thread: connect, poll, apply; on any failure go stale,

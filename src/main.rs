@@ -423,6 +423,7 @@ fn serve(settings: Settings) -> Result<(), Error> {
     let bind = settings.bind.clone();
     let state = web::Data::new(AppState::new(pool, settings, Arc::new(SystemClock)));
     state.clone().into_inner().watch_changes()?;
+    state.clone().into_inner().count_usage()?;
     let io = |e: std::io::Error| Error::Config(format!("cannot serve on {bind}: {e}"));
     actix_web::rt::System::new().block_on(async {
         // On SIGINT/SIGTERM the server stops accepting and lets in-flight requests finish.
@@ -447,6 +448,10 @@ fn serve(settings: Settings) -> Result<(), Error> {
         match state.flush_usage().await {
             Ok(n) => log::info!("stopped; recorded the last use of {n} keys"),
             Err(e) => log::warn!("stopped; could not record last-used times: {e}"),
+        }
+        match state.flush_counts().await {
+            Ok(n) => log::info!("stopped; wrote {n} rows of usage counts"),
+            Err(e) => log::warn!("stopped; could not write usage counts: {e}"),
         }
         served
     })

@@ -13,6 +13,7 @@ use prometheus::{
 
 use actix_web::http::StatusCode;
 
+use crate::analytics::Outcome;
 use crate::error::Error;
 
 pub struct Metrics {
@@ -20,6 +21,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     auth_failures: IntCounterVec,
+    /// `keyward_verifications_total` by outcome, resolved once: the hot path only increments.
+    verifications: [IntCounter; 5],
     pool_wait: Histogram,
     pool_timeouts: IntCounter,
     pool_connections: IntGauge,
@@ -63,6 +66,15 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let verifications = IntCounterVec::new(
+            Opts::new(
+                "keyward_verifications_total",
+                "Verifications (/v1/auth) of keys identified in their tenant, by outcome.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let by_outcome = Outcome::ALL.map(|o| verifications.with_label_values(&[o.as_str()]));
         let pool_wait = Histogram::with_opts(
             HistogramOpts::new(
                 "keyward_db_pool_wait_seconds",
@@ -96,6 +108,7 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(auth_failures.clone()),
+            Box::new(verifications.clone()),
             Box::new(pool_wait.clone()),
             Box::new(pool_timeouts.clone()),
             Box::new(pool_connections.clone()),
@@ -109,6 +122,7 @@ impl Metrics {
             requests,
             latency,
             auth_failures,
+            verifications: by_outcome,
             pool_wait,
             pool_timeouts,
             pool_connections,
@@ -145,6 +159,11 @@ impl Metrics {
             _ => return,
         };
         self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a verification's outcome (no tenant or key label).
+    pub fn verification(&self, outcome: Outcome) {
+        self.verifications[outcome as usize].inc();
     }
 
     pub fn observe_pool_wait(&self, waited: Duration, got_one: bool) {

@@ -61,3 +61,54 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(api_keys, audit_events);
+
+diesel::table! {
+    /// Verifications per key and minute, by outcome; `bucket` is Unix seconds.
+    usage_minutes (tenant_id, key_id, bucket) {
+        tenant_id -> Text,
+        key_id -> Text,
+        bucket -> BigInt,
+        valid -> BigInt,
+        forbidden -> BigInt,
+        rate_limited -> BigInt,
+        usage_exceeded -> BigInt,
+        invalid -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Verifications per key and hour, by outcome; `bucket` is Unix seconds.
+    usage_hours (tenant_id, key_id, bucket) {
+        tenant_id -> Text,
+        key_id -> Text,
+        bucket -> BigInt,
+        valid -> BigInt,
+        forbidden -> BigInt,
+        rate_limited -> BigInt,
+        usage_exceeded -> BigInt,
+        invalid -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Verifications per key and day, by outcome; `bucket` is Unix seconds.
+    usage_days (tenant_id, key_id, bucket) {
+        tenant_id -> Text,
+        key_id -> Text,
+        bucket -> BigInt,
+        valid -> BigInt,
+        forbidden -> BigInt,
+        rate_limited -> BigInt,
+        usage_exceeded -> BigInt,
+        invalid -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The roll-up job's progress per resolution (`hour`, `day`).
+    usage_rollups (period) {
+        period -> Text,
+        done_until -> BigInt,
+        claimed_until -> BigInt,
+    }
+}

@@ -7,6 +7,7 @@ import { overviewView } from "./overview.js";
 import { keysView } from "./keys.js";
 import { usersView } from "./users.js";
 import { auditView } from "./audit.js";
+import { usageView } from "./usage.js";
 
 const main = document.getElementById("main");
 const topbar = document.getElementById("topbar");
@@ -46,6 +47,8 @@ const ROUTES = {
   keys: { title: "Keys", view: keysView, allowed: () => true },
   users: { title: "Users", view: usersView, allowed: (me) => me.canManageUsers },
   audit: { title: "Audit log", view: auditView, allowed: (me) => me.canManageUsers },
+  // One key's charts, reached from the key table (not in the navigation).
+  usage: { title: "Usage", view: usageView, allowed: (me) => me.canManageKeys, hidden: true },
 };
 
 function parseHash() {
@@ -92,7 +95,7 @@ function showShell() {
   replace(
     document.getElementById("nav"),
     Object.entries(ROUTES)
-      .filter(([, r]) => r.allowed(me))
+      .filter(([, r]) => !r.hidden && r.allowed(me))
       .map(([name, r]) => h("li", {}, h("a", { href: `#/${name}`, "data-route": name }, r.title))),
   );
   replace(

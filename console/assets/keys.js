@@ -108,6 +108,7 @@ export async function keysView(ctx, query) {
         { "data-label": "Actions", class: "row-actions" },
         me.canManageKeys
           ? [
+              h("a", { class: "button small", href: `#/usage?key_id=${encodeURIComponent(key.id)}`, "aria-label": `Usage of ${key.name}` }, "Usage"),
               h(
                 "button",
                 {

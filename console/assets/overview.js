@@ -2,6 +2,7 @@
 
 import { h, utcDay } from "./dom.js";
 import { call } from "./api.js";
+import { usageCharts } from "./usage.js";
 
 /** Counting stops here: the overview must stay cheap on a tenant with millions of keys. */
 const CAP = 1000;
@@ -24,7 +25,10 @@ export async function overviewView(ctx) {
     { label: "Expiring within 30 days", filters: { state: "active", expires_before: soon }, tone: "warn" },
     { label: "Unused for 90 days", filters: { state: "active", last_used_before: unusedSince }, tone: "warn" },
   ];
-  const counts = await Promise.all(cards.map((c) => count(ctx, c.filters)));
+  const [counts, usage] = await Promise.all([
+    Promise.all(cards.map((c) => count(ctx, c.filters))),
+    me.canManageKeys ? usageCharts() : null,
+  ]);
   const scopes = me.scopes.length ? me.scopes.join(", ") : "none";
   return h(
     "section",
@@ -62,5 +66,13 @@ export async function overviewView(ctx) {
       { class: "footnote muted" },
       me.isAdmin ? "Counts cover every key of the tenant that is not revoked." : "Counts cover your own keys that are not revoked.",
     ),
+    usage
+      ? h(
+          "section",
+          { class: "usage-section", "aria-labelledby": "usage-title" },
+          h("h2", { id: "usage-title" }, me.isAdmin ? "Verifications of the tenant's keys" : "Verifications of your keys"),
+          usage,
+        )
+      : null,
   );
 }

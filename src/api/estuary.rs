@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access::Caller;
+use crate::analytics;
 use crate::api::input::{parse_uuid, QueryParams};
 use crate::api::{json_bytes, json_ok, timestamp};
 use crate::audit::Event;
@@ -367,6 +368,20 @@ pub struct StatsView {
     /// The latest last use of any of the caller's keys, or `null`.
     #[schema(format = DateTime, required = true)]
     last_key_used_at: Option<String>,
+    /// Verifications (`/v1/auth`) of the caller's keys in the last 24 hours, by outcome.
+    verifications_last24h: VerificationsView,
+}
+
+/// Verifications by outcome.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = EstuaryVerifications)]
+pub struct VerificationsView {
+    valid: i64,
+    forbidden: i64,
+    rate_limited: i64,
+    usage_exceeded: i64,
+    invalid: i64,
 }
 
 /// Counts the caller's keys.
@@ -381,8 +396,15 @@ pub struct StatsView {
 )]
 pub async fn stats(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let now = state.clock.now();
-    let keys = state
-        .read(move |conn| keys::all_of_user(conn, &caller.tenant.id, &caller.user_id))
+    let (keys, counts) = state
+        .read(move |conn| {
+            let (tenant_id, user_id) = (&caller.tenant.id, &caller.user_id);
+            let keys = keys::all_of_user(conn, tenant_id, user_id)?;
+            Ok((
+                keys,
+                analytics::user_last_day(conn, tenant_id, user_id, now)?,
+            ))
+        })
         .await?;
     let stats = KeyStats::of(&keys, now);
     Ok(HttpResponse::Ok().json(StatsView {
@@ -391,6 +413,13 @@ pub async fn stats(caller: Caller, state: web::Data<AppState>) -> Result<HttpRes
         expired_keys: stats.expired,
         revoked_keys: stats.revoked,
         last_key_used_at: stats.last_used_at.map(rfc3339),
+        verifications_last24h: VerificationsView {
+            valid: counts.valid,
+            forbidden: counts.forbidden,
+            rate_limited: counts.rate_limited,
+            usage_exceeded: counts.usage_exceeded,
+            invalid: counts.invalid,
+        },
     }))
 }
 

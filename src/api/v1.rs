@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod usage;
 pub mod users;
 pub mod verify;
 
@@ -20,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
     audit::configure(cfg);
     verify::configure(cfg);
+    usage::configure(cfg);
 }
 
 /// The answer of a revocation or deactivation.

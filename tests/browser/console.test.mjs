@@ -386,6 +386,65 @@ test("the audit log shows the changes, filtered by user", async () => {
   await shot("07-audit");
 });
 
+test("usage: the overview and each key's page chart verifications by outcome, as SVG drawn here", async () => {
+  // What a reverse proxy asks: 5 valid, 2 refused for a scope Dora's key lacks.
+  const verify = (key, query = "") => fetch(`${base}/v1/auth${query}`, { headers: { tenant: "acme", "x-key": key } }).then((r) => r.status);
+  for (let i = 0; i < 5; i++) assert.equal(await verify(admin.key), 200);
+  for (let i = 0; i < 2; i++) assert.equal(await verify(dora.key, "?scope=user_management"), 403);
+  const legend = (label) => page.locator(".usage-chart").first().locator(".legend li", { hasText: label }).locator("strong").textContent();
+  // Counts are written within seconds (the contract: 10): reload until they show.
+  await nav("Overview", "Overview");
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    await page.locator(".usage-chart").first().waitFor();
+    if ((await legend("Valid (200)")) === "5" && (await legend("Forbidden (403)")) === "2") break;
+    assert.ok(Date.now() < deadline, "the verifications did not show within 15 s");
+    await page.waitForTimeout(1000);
+    await page.reload();
+    await heading("Overview");
+    await settled();
+  }
+  const charts = page.locator(".usage-chart");
+  assert.equal(await charts.count(), 2);
+  assert.deepEqual(await charts.locator("figcaption").allTextContents(), [
+    "Verifications in the last 24 hours, by hour",
+    "Verifications in the last 30 days, by day",
+  ]);
+  // Bars stacked by outcome, each with its numbers as a title; a legend names every outcome.
+  assert.ok((await charts.first().locator("rect.o-valid").count()) >= 1);
+  assert.ok((await charts.first().locator("rect.o-forbidden").count()) >= 1);
+  assert.deepEqual(await charts.first().locator(".legend li").allTextContents(), [
+    "Valid (200): 5", "Forbidden (403): 2", "Rate limited (429): 0", "Usage exceeded (429): 0", "Invalid (401): 0",
+  ]);
+  // The numbers, behind a toggle: one row per hour.
+  const table = charts.first().locator("details.chart-table");
+  assert.equal(await table.locator("table").isVisible(), false);
+  await table.locator("summary").click();
+  assert.equal(await table.locator("tbody tr").count(), 24);
+  const valid = (await table.locator("tbody td:nth-child(2)").allTextContents()).reduce((a, n) => a + Number(n), 0);
+  assert.equal(valid, 5);
+  // Strict CSP: no inline style anywhere, nothing from another origin.
+  assert.equal(await page.evaluate(() => document.querySelectorAll("[style]").length), 0);
+  await table.locator("summary").click();
+  await shot("10-usage-overview");
+
+  // A key's own page, from the key table.
+  await nav("Keys", "API keys");
+  await page.getByRole("link", { name: "Usage of dora-laptop" }).click();
+  await heading("Usage of “dora-laptop”");
+  await settled();
+  assert.equal(await legend("Valid (200)"), "0");
+  assert.equal(await legend("Forbidden (403)"), "2");
+  await page.getByRole("link", { name: "← Keys" }).click();
+  await heading("API keys");
+  await page.getByRole("link", { name: "Usage of bootstrap" }).click();
+  await heading("Usage of “bootstrap”");
+  await settled();
+  assert.equal(await legend("Valid (200)"), "5");
+  assert.equal(await legend("Forbidden (403)"), "0");
+  await shot("11-usage-key");
+});
+
 test("sign out forgets the key; someone else sees only their own keys", async () => {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("button", { name: "Sign in" }).waitFor();

@@ -78,6 +78,7 @@ pub fn settings(database_url: &str) -> Settings {
         cors_origins: Vec::new(),
         trusted_proxies: Vec::new(),
         request_timeout_secs: 10,
+        usage_counting: true,
     }
 }
 

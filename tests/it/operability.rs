@@ -108,7 +108,7 @@ both_backends! {
 /// The real binary, serving a SQLite file bootstrapped with tenant `acme`.
 pub(crate) struct Served {
     _dir: tempfile::TempDir,
-    url: String,
+    pub(crate) url: String,
     boot: Value,
     pub(crate) port: u16,
     child: std::process::Child,

@@ -16,7 +16,7 @@ use actix_web::http::header::{
     HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
 };
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 use utoipa::openapi::path::Operation;
@@ -24,9 +24,11 @@ use utoipa::openapi::PathItem;
 use utoipa::{Modify, ToSchema};
 
 use crate::access::Caller;
+use crate::analytics::{CountedKey, Outcome};
 use crate::api::Timestamp;
 use crate::error::Error;
 use crate::keys::Scope;
+use crate::AppState;
 
 /// The methods a proxy may forward; anything else is 405.
 const METHODS: [Method; 7] = [
@@ -145,18 +147,48 @@ impl<'a> From<&'a Caller> for Verification<'a> {
     ),
 )]
 pub async fn verify(req: HttpRequest, caller: Result<Caller, Error>) -> HttpResponse {
-    match caller.and_then(|caller| authorize(&req, caller)) {
-        Ok(caller) => answer(&req, &caller).unwrap_or_else(refusal),
-        Err(error) => refusal(error),
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(error) => {
+            // A key found in the tenant but revoked, expired or of an inactive user.
+            let found = req.extensions().get::<CountedKey>().cloned();
+            if let Some(key) = found.filter(|_| error.status() == StatusCode::UNAUTHORIZED) {
+                count(&req, &key.tenant_id, &key.key_id, Outcome::Invalid);
+            }
+            return refusal(error);
+        }
+    };
+    match authorize(&req, &caller).and_then(|()| answer(&req, &caller)) {
+        Ok(response) => {
+            count(&req, &caller.tenant.id, &caller.key_id, Outcome::Valid);
+            response
+        }
+        Err(error) => {
+            if error.status() == StatusCode::FORBIDDEN {
+                count(&req, &caller.tenant.id, &caller.key_id, Outcome::Forbidden);
+            }
+            refusal(error)
+        }
+    }
+}
+
+/// Counts the answer for the key (usage analytics, and `/metrics`): in
+/// memory only, see `analytics`.
+fn count(req: &HttpRequest, tenant_id: &str, key_id: &str, outcome: Outcome) {
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+        state.metrics.verification(outcome);
+        state
+            .tally
+            .record(tenant_id, key_id, outcome, state.clock.now());
     }
 }
 
 /// 400 for an unknown scope, then 403 naming the first missing one.
-fn authorize(req: &HttpRequest, caller: Caller) -> Result<Caller, Error> {
+fn authorize(req: &HttpRequest, caller: &Caller) -> Result<(), Error> {
     for scope in required_scopes(req.query_string())? {
         caller.require_scope(scope)?;
     }
-    Ok(caller)
+    Ok(())
 }
 
 /// The scopes `scope` names (the parameter's name case-insensitive, as every

@@ -1,0 +1,4 @@
+DROP TABLE usage_rollups;
+DROP TABLE usage_days;
+DROP TABLE usage_hours;
+DROP TABLE usage_minutes;
