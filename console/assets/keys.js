@@ -101,14 +101,19 @@ export async function keysView(ctx, query) {
       h("td", { "data-label": "Metadata", class: "meta" }, metaSummary(key.meta)),
       h("td", { "data-label": "Created" }, time(key.created_on)),
       h("td", { "data-label": "Expires" }, h("time", { datetime: key.expiration_date }, key.expiration_date)),
-      h("td", { "data-label": "Last used" }, time(key.last_used_on)),
+      h(
+        "td",
+        { "data-label": "Last used" },
+        time(key.last_used_on),
+        // The key's own usage charts (usage.js).
+        me.canManageKeys ? h("a", { class: "usage-link", href: `#/usage?key_id=${encodeURIComponent(key.id)}`, "aria-label": `Usage of ${key.name}` }, "Usage") : null,
+      ),
       h("td", { "data-label": "State" }, h("span", { class: `badge ${state}` }, state === "active" ? "Active" : "Expired")),
       h(
         "td",
         { "data-label": "Actions", class: "row-actions" },
         me.canManageKeys
           ? [
-              h("a", { class: "button small", href: `#/usage?key_id=${encodeURIComponent(key.id)}`, "aria-label": `Usage of ${key.name}` }, "Usage"),
               h(
                 "button",
                 {

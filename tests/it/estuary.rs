@@ -235,7 +235,9 @@ both_backends! {
         let reply = app.send(bearer("/user/stats", "acme", &w.alice_key.1)).await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body, json!({"totalKeys": 3, "activeKeys": 1, "expiredKeys": 1, "revokedKeys": 1,
-            "lastKeyUsedAt": used_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)}));
+            "lastKeyUsedAt": used_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            // No verification of Alice's keys (usage analytics): zeros.
+            "verificationsLast24h": {"valid": 0, "forbidden": 0, "rateLimited": 0, "usageExceeded": 0, "invalid": 0}}));
     }
 
     async fn export_holds_everything_but_secrets(app: &TestApp) {
