@@ -272,12 +272,17 @@ pub struct CitusReport {
 /// How each table is spread over a Citus cluster, in the order it must be done:
 /// a table's foreign keys may only point at tables distributed before it.
 /// `tenants` is small and read by every request: a copy on every node.
-const CITUS_LAYOUT: [(&str, Option<&str>); 5] = [
+const CITUS_LAYOUT: [(&str, Option<&str>); 10] = [
     ("tenants", None),
     ("users", Some("users")),
     ("api_keys", Some("users")),
     ("audit_events", Some("users")),
     ("tenant_changes", Some("users")),
+    ("webhook_endpoints", Some("users")),
+    ("webhook_events", Some("users")),
+    ("webhook_deliveries", Some("users")),
+    ("webhook_attempts", Some("users")),
+    ("key_notices", Some("users")),
 ];
 
 /// On a PostgreSQL database with the `citus` extension, makes `tenants` a

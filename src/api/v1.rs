@@ -4,6 +4,7 @@ pub mod audit;
 pub mod keys;
 pub mod users;
 pub mod verify;
+pub mod webhooks;
 
 use std::borrow::Cow;
 
@@ -20,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
     audit::configure(cfg);
     verify::configure(cfg);
+    webhooks::configure(cfg);
 }
 
 /// The answer of a revocation or deactivation.

@@ -22,3 +22,4 @@ mod reads;
 mod strict;
 mod v1_keys;
 mod verify;
+mod webhooks;
