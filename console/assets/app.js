@@ -1,5 +1,5 @@
 // The console's shell: sign-in, navigation, and the hash router
-// (#/overview, #/keys?state=active, #/users, #/audit?user_id=...).
+// (#/overview, #/keys?state=active, #/users, #/audit?user_id=..., #/webhooks).
 
 import { h, replace, field, notice } from "./dom.js";
 import { session, whoAmI, call, all, ApiError } from "./api.js";
@@ -7,6 +7,7 @@ import { overviewView } from "./overview.js";
 import { keysView } from "./keys.js";
 import { usersView } from "./users.js";
 import { auditView } from "./audit.js";
+import { webhooksView } from "./webhooks.js";
 
 const main = document.getElementById("main");
 const topbar = document.getElementById("topbar");
@@ -46,6 +47,7 @@ const ROUTES = {
   keys: { title: "Keys", view: keysView, allowed: () => true },
   users: { title: "Users", view: usersView, allowed: (me) => me.canManageUsers },
   audit: { title: "Audit log", view: auditView, allowed: (me) => me.canManageUsers },
+  webhooks: { title: "Webhooks", view: webhooksView, allowed: (me) => me.canManageUsers },
 };
 
 function parseHash() {

@@ -279,7 +279,9 @@ both_backends! {
         assert_eq!(ok.status, 201, "{}", ok.text);
 
         // Administrators with user_management only.
-        assert_403(&app.get(HOOKS, "acme", &w.alice_key.1).await, "Only Administrators may manage webhooks");
+        assert_403(&app.get(HOOKS, "acme", &w.alice_key.1).await, "The calling key lacks the user_management scope");
+        let (_, alice_all) = app.key(&w.acme, &w.alice, &Scope::ALL);
+        assert_403(&app.get(HOOKS, "acme", &alice_all).await, "Only Administrators may manage webhooks");
         let (_, no_um) = app.key(&w.acme, &w.admin, &[Scope::PublicApi, Scope::UserKeyManagement]);
         assert_403(&app.get(HOOKS, "acme", &no_um).await, "The calling key lacks the user_management scope");
 
@@ -562,15 +564,17 @@ both_backends! {
             g["data"]["target_id"].as_str().unwrap().to_owned(),
             g["data"]["days"].clone(),
         )).collect();
+        // In the order they were recorded: at 06-19, the sweep records the
+        // expiring notices before the expired ones.
         assert_eq!(seen, [
             ("key.expiring".into(), soon.id.clone(), json!(1)),
-            ("key.expired".into(), soon.id.clone(), Value::Null),
             ("key.expiring".into(), key.id.clone(), json!(7)),
+            ("key.expired".into(), soon.id.clone(), Value::Null),
             ("key.expiring".into(), key.id.clone(), json!(1)),
             ("key.expired".into(), key.id.clone(), Value::Null),
         ]);
-        assert_eq!(got[2]["data"]["key"]["id"], json!(key.id));
-        assert_eq!(got[2]["data"]["expires_at"], json!("2026-06-26T00:00:00Z"));
+        assert_eq!(got[1]["data"]["key"]["id"], json!(key.id));
+        assert_eq!(got[1]["data"]["expires_at"], json!("2026-06-26T00:00:00Z"));
     }
 
     async fn the_real_binary_delivers_after_kill_9(app: &TestApp) {
@@ -582,7 +586,9 @@ both_backends! {
         std::fs::write(&secrets, "").unwrap();
         let receiver_port = free_port();
         let url = format!("http://127.0.0.1:{receiver_port}/hook");
-        let admin = w.admin_secret().to_owned();
+        // The binary runs on the wall clock: a key that works today.
+        let real_today = chrono::Utc::now().date_naive();
+        let admin = app.key_until(&w.acme, &w.admin, &Scope::ALL, real_today + chrono::Days::new(30)).1;
 
         // The receiver is down: the first attempt fails and is retried.
         let mut server = Binary::start(app, dir.path());
