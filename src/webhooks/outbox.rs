@@ -19,7 +19,7 @@ use crate::schema::{webhook_deliveries, webhook_endpoints, webhook_events};
 use crate::users;
 
 thread_local! {
-    /// Set when this thread wrote deliveries; `AppState::db` reads it after
+    /// Set when this thread wrote deliveries; the app state's `db` reads it after
     /// the closure (and so the transaction) is done, and wakes the sender.
     static ENQUEUED: Cell<bool> = const { Cell::new(false) };
 }

@@ -4,7 +4,7 @@
 //! on one database each attempt is made by exactly one, and an endpoint's
 //! events go out one at a time, in order), make the attempt, record it and
 //! schedule the next, release the endpoint. The loop that drives them runs
-//! the database steps on the blocking pool (`AppState::run_webhooks`).
+//! the database steps on the blocking pool (`run_webhooks` in lib.rs).
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
