@@ -24,10 +24,18 @@ pub enum Action {
     UserCreated,
     UserUpdated,
     UserDeactivated,
+    /// A webhook endpoint's changes (section 11): audited like the rest, but
+    /// not event types themselves (nothing is sent about them).
+    WebhookCreated,
+    WebhookUpdated,
+    WebhookDeleted,
+    WebhookSecretRotated,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    /// The key and user lifecycle actions of section 4b: each is also a
+    /// webhook event type.
+    pub const LIFECYCLE: [Action; 7] = [
         Action::KeyCreated,
         Action::KeyUpdated,
         Action::KeyRevoked,
@@ -35,6 +43,20 @@ impl Action {
         Action::UserCreated,
         Action::UserUpdated,
         Action::UserDeactivated,
+    ];
+
+    pub const ALL: [Action; 11] = [
+        Action::KeyCreated,
+        Action::KeyUpdated,
+        Action::KeyRevoked,
+        Action::KeyRotated,
+        Action::UserCreated,
+        Action::UserUpdated,
+        Action::UserDeactivated,
+        Action::WebhookCreated,
+        Action::WebhookUpdated,
+        Action::WebhookDeleted,
+        Action::WebhookSecretRotated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +68,10 @@ impl Action {
             Action::UserCreated => "user.created",
             Action::UserUpdated => "user.updated",
             Action::UserDeactivated => "user.deactivated",
+            Action::WebhookCreated => "webhook.created",
+            Action::WebhookUpdated => "webhook.updated",
+            Action::WebhookDeleted => "webhook.deleted",
+            Action::WebhookSecretRotated => "webhook.secret_rotated",
         }
     }
 }
@@ -144,7 +170,9 @@ impl From<EventRow> for Event {
     }
 }
 
-/// Records an event; call it inside the transaction of the change.
+/// Records an event; call it inside the transaction of the change. A key or
+/// user lifecycle event also goes to the tenant's webhook outbox, in the same
+/// transaction (`webhooks::outbox`).
 pub fn record(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -154,10 +182,11 @@ pub fn record(
     new_key_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
+    let id = Uuid::now_v7().to_string();
     diesel::insert_into(audit_events::table)
         .values((
             audit_events::tenant_id.eq(tenant_id),
-            audit_events::id.eq(Uuid::now_v7().to_string()),
+            audit_events::id.eq(&id),
             audit_events::at.eq(now.naive_utc()),
             audit_events::action.eq(action.as_str()),
             audit_events::actor_user_id.eq(&actor.user_id),
@@ -169,7 +198,21 @@ pub fn record(
             audit_events::ip.eq(&actor.ip),
         ))
         .execute(conn)?;
-    Ok(())
+    crate::webhooks::outbox::on_audit(
+        conn,
+        tenant_id,
+        &crate::webhooks::outbox::AuditFields {
+            id: &id,
+            at: now,
+            action: action.as_str(),
+            actor_user_id: actor.user_id.as_deref(),
+            actor_key_id: actor.key_id.as_deref(),
+            target_id: target.id,
+            new_key_id,
+            request_id: actor.request_id.as_deref(),
+            ip: actor.ip.as_deref(),
+        },
+    )
 }
 
 /// A page of the caller's tenant's events (100 unless `take` says otherwise),

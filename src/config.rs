@@ -33,6 +33,48 @@ pub struct Settings {
     /// Whether verifications are counted per key (usage analytics).
     #[serde(default = "yes")]
     pub usage_counting: bool,
+    /// Webhook endpoints may point at loopback, private and link-local addresses.
+    #[serde(default)]
+    pub webhook_allow_private: bool,
+    /// Seals stored webhook secrets: the base64 of 32 bytes. Empty: see
+    /// `webhook_key_file`; both empty: secrets are stored unsealed.
+    #[serde(default)]
+    pub webhook_key: String,
+    /// A file holding `webhook_key` (used when `webhook_key` is empty).
+    #[serde(default)]
+    pub webhook_key_file: String,
+    /// Seconds before each retry of a failed delivery (comma-separated).
+    #[serde(deserialize_with = "numbers")]
+    pub webhook_retry_schedule: Vec<u64>,
+    /// An endpoint that has failed every attempt for this long is disabled.
+    pub webhook_disable_after_secs: u64,
+    /// Days before a key's expiry that `key.expiring` is sent (comma-separated).
+    #[serde(deserialize_with = "numbers")]
+    pub expiry_notice_days: Vec<u64>,
+}
+
+/// Comma-separated whole numbers (`"7,1"`), one number, or a TOML array.
+fn numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Items {
+        One(u64),
+        Text(String),
+        Many(Vec<u64>),
+    }
+    match Items::deserialize(d)? {
+        Items::One(n) => Ok(vec![n]),
+        Items::Many(v) => Ok(v),
+        Items::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u64>()
+                    .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a whole number")))
+            })
+            .collect(),
+    }
 }
 
 fn yes() -> bool {
@@ -119,7 +161,50 @@ impl Settings {
         if self.pool_size == 0 {
             return Err(Error::Config("pool_size must be at least 1".into()));
         }
+        self.webhook_key_bytes()?;
+        if self
+            .webhook_retry_schedule
+            .iter()
+            .any(|&s| s > 30 * 24 * 3600)
+        {
+            return Err(Error::Config(
+                "webhook_retry_schedule: each step at most 30 days".into(),
+            ));
+        }
+        if self.expiry_notice_days.iter().any(|&d| d == 0 || d > 3650) {
+            return Err(Error::Config(
+                "expiry_notice_days: each from 1 to 3650".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The key that seals stored webhook secrets: `webhook_key`, else the
+    /// contents of `webhook_key_file`, as 32 bytes; `None` when neither is set.
+    pub fn webhook_key_bytes(&self) -> Result<Option<[u8; 32]>, Error> {
+        use base64::Engine;
+        let text = if !self.webhook_key.trim().is_empty() {
+            self.webhook_key.trim().to_owned()
+        } else if !self.webhook_key_file.trim().is_empty() {
+            let path = self.webhook_key_file.trim();
+            std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("webhook_key_file {path:?}: {e}")))?
+                .trim()
+                .to_owned()
+        } else {
+            return Ok(None);
+        };
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Error::Config(
+                    "webhook_key must be the base64 of 32 bytes (e.g. `openssl rand -base64 32`)"
+                        .into(),
+                )
+            })
     }
 
     pub fn request_timeout(&self) -> std::time::Duration {

@@ -349,11 +349,16 @@ pub struct CitusReport {
 /// the coordinator, written by keyward in each write transaction
 /// ([`note_change`]) and read by every instance's watch without touching a
 /// shard.
-const CITUS_LAYOUT: [(&str, Option<&str>); 8] = [
+const CITUS_LAYOUT: [(&str, Option<&str>); 13] = [
     ("tenants", None),
     ("users", Some("users")),
     ("api_keys", Some("users")),
     ("audit_events", Some("users")),
+    ("webhook_endpoints", Some("users")),
+    ("webhook_events", Some("users")),
+    ("webhook_deliveries", Some("users")),
+    ("webhook_attempts", Some("users")),
+    ("key_notices", Some("users")),
     ("usage_minutes", Some("users")),
     ("usage_hours", Some("users")),
     ("usage_days", Some("users")),

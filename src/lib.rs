@@ -4,6 +4,8 @@
 //! over one storage layer (`db`), reached over HTTP through `auth` (who is
 //! calling) in two dialects (`api::v1` for BlueDolphin's public API,
 //! `api::estuary` for Estuary's user API), and from the command line (`main.rs`).
+//! `webhooks` tells the tenants' systems about changes, from a background
+//! sender each instance runs ([`AppState::run_webhooks`]).
 //! Arrows point one way: `api` -> `auth` -> core -> `db`.
 
 pub mod access;
@@ -26,6 +28,7 @@ pub mod tenants;
 pub mod throttle;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -56,6 +59,8 @@ pub struct AppState {
     /// Whether caches may answer; kept fresh by [`AppState::watch_changes`].
     pub changes: changes::ChangeWatch,
     pub metrics: Arc<metrics::Metrics>,
+    /// Webhooks' rules, sealing key, and the sender's wake-up bell.
+    pub webhooks: webhooks::Hub,
     /// Per-thread read connections, on a SQLite file; see [`AppState::read`].
     readers: Option<db::Readers>,
     /// The hot path of a listing, batched on PostgreSQL; see [`AppState::own_keys`].
@@ -71,6 +76,7 @@ impl AppState {
         let readers = config::DatabaseUrl::parse(&settings.database_url)
             .ok()
             .and_then(|url| db::Readers::new(&url));
+        let webhooks = webhooks::Hub::from_settings(&settings);
         Self {
             pool,
             settings: Arc::new(settings),
@@ -81,6 +87,7 @@ impl AppState {
             auth_cache: auth::cache::AuthCache::default(),
             changes: changes::ChangeWatch::default(),
             metrics: Arc::new(metrics::Metrics::new()),
+            webhooks,
             readers,
             own_keys: batch::Batcher::new(keys::own_listings_of),
             own_keys_memo: memo::Memo::default(),
@@ -196,7 +203,8 @@ impl AppState {
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool, off the
-    /// async executor. Every write goes this way.
+    /// async executor. Every write goes this way; one that wrote webhook
+    /// deliveries wakes this instance's sender once it is done (committed).
     pub async fn db<T, F>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, Error> + Send + 'static,
@@ -204,16 +212,130 @@ impl AppState {
     {
         let pool = self.pool.clone();
         let metrics = Arc::clone(&self.metrics);
+        let wake = Arc::clone(&self.webhooks.wake);
         web::block(move || {
             let started = std::time::Instant::now();
             let conn = pool.get();
             metrics.observe_pool_wait(started.elapsed(), conn.is_ok());
             let mut conn = conn?;
-            f(&mut conn)
+            let done = f(&mut conn);
+            if webhooks::outbox::take_enqueued() {
+                wake.notify_one();
+            }
+            done
         })
         .await?
     }
+
+    /// The webhook sender of this instance: sends what is due, then waits
+    /// for a local change or [`WEBHOOK_POLL`] (one indexed query when idle,
+    /// whatever the number of tenants); sweeps for expiry notices every
+    /// [`EXPIRY_SWEEP`]. Runs until aborted.
+    pub async fn run_webhooks(self: Arc<Self>, client: webhooks::client::Client) {
+        let mut swept: Option<std::time::Instant> = None;
+        loop {
+            if swept.is_none_or(|at| at.elapsed() >= EXPIRY_SWEEP) {
+                swept = Some(std::time::Instant::now());
+                if let Err(e) = self.sweep_expiry().await {
+                    log::warn!("webhooks: expiry sweep failed: {e}");
+                }
+            }
+            match self.send_webhooks(&client).await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(e) => log::warn!("webhooks: sending failed: {e}"),
+            }
+            let _ = actix_web::rt::time::timeout(WEBHOOK_POLL, self.webhooks.wake.notified()).await;
+        }
+    }
+
+    /// Records the `key.expiring` and `key.expired` events due now.
+    pub async fn sweep_expiry(self: &Arc<Self>) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let days = self.webhooks.policy.expiry_notice_days.clone();
+        self.db(move |conn| webhooks::expiry::sweep(conn, now, &days))
+            .await
+    }
+
+    /// One round of the sender: every endpoint with a due delivery that no
+    /// other instance holds gets its due deliveries, in order, endpoints in
+    /// parallel. Returns the number of attempts made.
+    pub async fn send_webhooks(
+        self: &Arc<Self>,
+        client: &webhooks::client::Client,
+    ) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let due = self
+            .db(move |conn| webhooks::sender::due_endpoints(conn, now, 32))
+            .await?;
+        let rounds = due
+            .into_iter()
+            .map(|(tenant_id, endpoint_id)| self.send_to_endpoint(client, tenant_id, endpoint_id));
+        let mut attempts = 0;
+        for result in futures_util::future::join_all(rounds).await {
+            match result {
+                Ok(n) => attempts += n,
+                Err(e) => log::warn!("webhooks: {e}"),
+            }
+        }
+        Ok(attempts)
+    }
+
+    async fn send_to_endpoint(
+        self: &Arc<Self>,
+        client: &webhooks::client::Client,
+        tenant_id: String,
+        endpoint_id: String,
+    ) -> Result<usize, Error> {
+        use webhooks::sender;
+        let state = Arc::clone(self);
+        let now = self.clock.now();
+        let claimed = self
+            .db(move |conn| sender::claim(conn, &state.webhooks, &tenant_id, &endpoint_id, now))
+            .await?;
+        let Some(mut claimed) = claimed else {
+            return Ok(0);
+        };
+        let mut attempts = 0;
+        for (i, due) in claimed.due.clone().into_iter().enumerate() {
+            if i > 0 {
+                let now = self.clock.now();
+                let (renewed, back) = self
+                    .db(move |conn| {
+                        let renewed = sender::renew(conn, &mut claimed, now)?;
+                        Ok((renewed, claimed))
+                    })
+                    .await?;
+                claimed = back;
+                if !renewed {
+                    return Ok(attempts);
+                }
+            }
+            let outcome = match claimed.request(&due, self.clock.now()) {
+                Ok(request) => client.send(request).await,
+                Err(why) => webhooks::client::Outcome::Failed(why),
+            };
+            let (state, at, held) = (Arc::clone(self), self.clock.now(), claimed.clone());
+            let delivered = self
+                .db(move |conn| {
+                    sender::record(conn, &state.webhooks.policy, &held, &due, &outcome, at)
+                })
+                .await?;
+            attempts += 1;
+            if !delivered {
+                break;
+            }
+        }
+        self.db(move |conn| sender::release(conn, &claimed)).await?;
+        Ok(attempts)
+    }
 }
+
+/// How long an idle webhook sender waits before it looks for due deliveries.
+pub const WEBHOOK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often each instance sweeps for `key.expiring` / `key.expired`.
+pub const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The whole HTTP application; `serve` runs it and the tests drive it.
 pub fn app(

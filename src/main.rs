@@ -442,9 +442,13 @@ fn serve(settings: Settings) -> Result<(), Error> {
                 }
             })
         };
+        let client = keyward::webhooks::client::Client::new(state.webhooks.policy.allow_private)?;
+        let sender = actix_web::rt::spawn(Arc::clone(&state).run_webhooks(client));
         let served = server.await.map_err(io);
         keyward::api::access_log::flush();
         flusher.abort();
+        // An attempt cut short is made again once its lease runs out.
+        sender.abort();
         match state.flush_usage().await {
             Ok(n) => log::info!("stopped; recorded the last use of {n} keys"),
             Err(e) => log::warn!("stopped; could not record last-used times: {e}"),

@@ -112,3 +112,85 @@ diesel::table! {
         claimed_until -> BigInt,
     }
 }
+
+diesel::table! {
+    /// A tenant's webhook endpoints.
+    webhook_endpoints (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        url -> Text,
+        events -> Text,
+        description -> Text,
+        enabled -> Bool,
+        secret -> Text,
+        previous_secret -> Nullable<Text>,
+        previous_until -> Nullable<Timestamp>,
+        failing_since -> Nullable<Timestamp>,
+        lease_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// The outbox: events to send, written with the change they report.
+    webhook_events (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        #[sql_name = "type"]
+        kind -> Text,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// One event to one endpoint, until delivered or given up.
+    webhook_deliveries (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        endpoint_id -> Text,
+        event_id -> Text,
+        attempts -> Integer,
+        state -> Text,
+        next_attempt_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Every attempt to deliver, for the endpoint's delivery log.
+    webhook_attempts (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        endpoint_id -> Text,
+        delivery_id -> Text,
+        event_id -> Text,
+        #[sql_name = "type"]
+        kind -> Text,
+        attempt -> Integer,
+        status_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        at -> Timestamp,
+        next_attempt_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// Time-driven notices (`key.expiring`, `key.expired`) already recorded.
+    key_notices (tenant_id, key_id, notice) {
+        tenant_id -> Text,
+        key_id -> Text,
+        notice -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    webhook_endpoints,
+    webhook_events,
+    webhook_deliveries,
+    webhook_attempts,
+    key_notices,
+    api_keys,
+);

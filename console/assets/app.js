@@ -1,5 +1,5 @@
 // The console's shell: sign-in, navigation, and the hash router
-// (#/overview, #/keys?state=active, #/users, #/audit?user_id=...).
+// (#/overview, #/keys?state=active, #/users, #/audit?user_id=..., #/webhooks).
 
 import { h, replace, field, notice } from "./dom.js";
 import { session, whoAmI, call, all, ApiError } from "./api.js";
@@ -8,6 +8,7 @@ import { keysView } from "./keys.js";
 import { usersView } from "./users.js";
 import { auditView } from "./audit.js";
 import { usageView } from "./usage.js";
+import { webhooksView } from "./webhooks.js";
 
 const main = document.getElementById("main");
 const topbar = document.getElementById("topbar");
@@ -49,6 +50,7 @@ const ROUTES = {
   audit: { title: "Audit log", view: auditView, allowed: (me) => me.canManageUsers },
   // One key's charts, reached from the key table (not in the navigation).
   usage: { title: "Usage", view: usageView, allowed: (me) => me.canManageKeys, hidden: true },
+  webhooks: { title: "Webhooks", view: webhooksView, allowed: (me) => me.canManageUsers },
 };
 
 function parseHash() {

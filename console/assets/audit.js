@@ -15,6 +15,10 @@ const ACTIONS = {
   "user.created": "User created",
   "user.updated": "User updated",
   "user.deactivated": "User deactivated",
+  "webhook.created": "Webhook created",
+  "webhook.updated": "Webhook updated",
+  "webhook.deleted": "Webhook deleted",
+  "webhook.secret_rotated": "Webhook secret rotated",
 };
 
 export async function auditView(ctx, query) {

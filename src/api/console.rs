@@ -88,6 +88,11 @@ const SOURCES: &[(&str, &str, &str)] = &[
         include_str!("../../console/assets/audit.js"),
     ),
     (
+        "webhooks.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../console/assets/webhooks.js"),
+    ),
+    (
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("../../console/assets/app.js"),

@@ -5,6 +5,7 @@ pub mod keys;
 pub mod usage;
 pub mod users;
 pub mod verify;
+pub mod webhooks;
 
 use std::borrow::Cow;
 
@@ -22,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     audit::configure(cfg);
     verify::configure(cfg);
     usage::configure(cfg);
+    webhooks::configure(cfg);
 }
 
 /// The answer of a revocation or deactivation.

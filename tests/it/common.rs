@@ -79,6 +79,12 @@ pub fn settings(database_url: &str) -> Settings {
         trusted_proxies: Vec::new(),
         request_timeout_secs: 10,
         usage_counting: true,
+        webhook_allow_private: false,
+        webhook_key: String::new(),
+        webhook_key_file: String::new(),
+        webhook_retry_schedule: vec![5, 300, 1800, 7200, 18000, 36000, 36000],
+        webhook_disable_after_secs: 432000,
+        expiry_notice_days: vec![7, 1],
     }
 }
 

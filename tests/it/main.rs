@@ -23,3 +23,4 @@ mod reads;
 mod strict;
 mod v1_keys;
 mod verify;
+mod webhooks;
