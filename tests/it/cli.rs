@@ -762,6 +762,9 @@ fn a_backup_of_a_live_database_holds_every_acknowledged_key() {
                 if let Some(id) = create_key_over_http(port, &key, &user_id, &format!("w{n}")) {
                     acked.lock().unwrap().push((id, Instant::now()));
                 }
+                // (The server's log goes to a pipe read only once it stops: a
+                // pace that keeps it within the pipe's buffer.)
+                std::thread::sleep(Duration::from_millis(10));
             }
             n
         }
