@@ -77,6 +77,35 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// SCIM's: the tenant named by the path (`None` for the pinned tenant's
+    /// path; a path naming another tenant than the pinned one is unknown),
+    /// the key from `Authorization: Bearer` alone (several must agree).
+    pub fn from_bearer(
+        headers: &HeaderMap,
+        path_tenant: Option<&str>,
+        pinned_tenant: Option<&str>,
+    ) -> Result<Self, Error> {
+        let tenant = match (path_tenant, pinned_tenant) {
+            (Some(named), Some(pinned)) if named != pinned => return Err(Error::TenantUnknown),
+            (Some(named), _) => named.to_owned(),
+            (None, Some(pinned)) => pinned.to_owned(),
+            (None, None) => return Err(Error::TenantMissing),
+        };
+        let mut key: Option<&str> = None;
+        for value in headers.get_all("authorization") {
+            match value.to_str().ok().and_then(bearer_token) {
+                Some(token) => agree(&mut key, token)?,
+                None => return Err(Error::AuthHeaderMalformed),
+            }
+        }
+        Ok(Self {
+            tenant,
+            key: key.map(str::to_owned),
+        })
+    }
+}
+
 /// The `tenant` header: `None` if absent, an error if it is not text or if
 /// several disagree (a proxy and keyward must not read different tenants).
 fn tenant_header(headers: &HeaderMap) -> Result<Option<&str>, Error> {
@@ -205,10 +234,20 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        authenticate_with(req, |state| {
+            Credentials::from_headers(req.headers(), state.settings.pinned_tenant())
+        })
+    }
+}
+
+/// Authenticates `req` with the credentials `read` finds in it: the one path
+/// every dialect's caller takes (throttle, cache, database, last use, metrics).
+pub fn authenticate_with(
+    req: &HttpRequest,
+    read: impl FnOnce(&AppState) -> Result<Credentials, Error>,
+) -> LocalBoxFuture<'static, Result<Caller, Error>> {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let credentials = state
-            .as_ref()
-            .map(|state| Credentials::from_headers(req.headers(), state.settings.pinned_tenant()));
+        let credentials = state.as_ref().map(|state| read(state));
         let peer = state.as_ref().and_then(|state| {
             client_ip::client_address(
                 req.peer_addr().map(|addr| addr.ip()),
@@ -249,7 +288,6 @@ impl FromRequest for Caller {
                 }
             }
         })
-    }
 }
 
 #[cfg(test)]
