@@ -246,48 +246,48 @@ pub fn authenticate_with(
     req: &HttpRequest,
     read: impl FnOnce(&AppState) -> Result<Credentials, Error>,
 ) -> LocalBoxFuture<'static, Result<Caller, Error>> {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let credentials = state.as_ref().map(|state| read(state));
-        let peer = state.as_ref().and_then(|state| {
-            client_ip::client_address(
-                req.peer_addr().map(|addr| addr.ip()),
-                req.headers(),
-                &state.settings.trusted_proxies,
-            )
-        });
-        let origin = Origin {
-            request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
-            ip: peer.map(|ip| ip.to_string()),
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let credentials = state.as_ref().map(|state| read(state));
+    let peer = state.as_ref().and_then(|state| {
+        client_ip::client_address(
+            req.peer_addr().map(|addr| addr.ip()),
+            req.headers(),
+            &state.settings.trusted_proxies,
+        )
+    });
+    let origin = Origin {
+        request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
+        ip: peer.map(|ip| ip.to_string()),
+    };
+    Box::pin(async move {
+        let (Some(state), Some(credentials)) = (state, credentials) else {
+            return Err(Error::Internal("application state missing".into()));
         };
-        Box::pin(async move {
-            let (Some(state), Some(credentials)) = (state, credentials) else {
-                return Err(Error::Internal("application state missing".into()));
-            };
-            let now = state.clock.now();
-            if let Err(retry_after_secs) = state.throttle.check(peer, now) {
-                let error = Error::RateLimited { retry_after_secs };
-                state.metrics.auth_failure(&error);
-                return Err(error);
+        let now = state.clock.now();
+        if let Err(retry_after_secs) = state.throttle.check(peer, now) {
+            let error = Error::RateLimited { retry_after_secs };
+            state.metrics.auth_failure(&error);
+            return Err(error);
+        }
+        let authenticated = match credentials {
+            Ok(credentials) => authenticate_request(&state, credentials, now).await,
+            Err(e) => Err(e),
+        };
+        match authenticated {
+            Ok(mut caller) => {
+                caller.origin = origin;
+                state.usage.record(&caller.tenant.id, &caller.key_id, now);
+                Ok(caller)
             }
-            let authenticated = match credentials {
-                Ok(credentials) => authenticate_request(&state, credentials, now).await,
-                Err(e) => Err(e),
-            };
-            match authenticated {
-                Ok(mut caller) => {
-                    caller.origin = origin;
-                    state.usage.record(&caller.tenant.id, &caller.key_id, now);
-                    Ok(caller)
+            Err(error) => {
+                if error.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+                    state.throttle.fail(peer, now);
+                    state.metrics.auth_failure(&error);
                 }
-                Err(error) => {
-                    if error.status() == actix_web::http::StatusCode::UNAUTHORIZED {
-                        state.throttle.fail(peer, now);
-                        state.metrics.auth_failure(&error);
-                    }
-                    Err(error)
-                }
+                Err(error)
             }
-        })
+        }
+    })
 }
 
 #[cfg(test)]

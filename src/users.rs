@@ -630,9 +630,8 @@ pub enum UserFilter {
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
-type Condition = Box<
-    dyn BoxableExpression<users::table, MultiBackend, SqlType = diesel::sql_types::Bool>,
->;
+type Condition =
+    Box<dyn BoxableExpression<users::table, MultiBackend, SqlType = diesel::sql_types::Bool>>;
 
 /// `value` as a `LIKE` pattern that matches it literally (`\` escapes).
 fn like_literal(value: &str) -> String {
@@ -678,12 +677,12 @@ impl UserFilter {
                     (Match::Equals, _) => equals,
                     (Match::NotEquals, _) => Box::new(not(equals)),
                     (_, Some(pattern)) => match field {
-                        UserField::Email => Box::new(
-                            users::email.like(pattern.to_lowercase()).escape('\\'),
-                        ),
-                        UserField::Name => Box::new(
-                            lower(users::name).like(pattern.to_lowercase()).escape('\\'),
-                        ),
+                        UserField::Email => {
+                            Box::new(users::email.like(pattern.to_lowercase()).escape('\\'))
+                        }
+                        UserField::Name => {
+                            Box::new(lower(users::name).like(pattern.to_lowercase()).escape('\\'))
+                        }
                         // SQLite's LIKE ignores case: no case-exact substring
                         // match that both backends share.
                         UserField::Id | UserField::ExternalId => {

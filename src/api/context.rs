@@ -122,7 +122,8 @@ pub async fn middleware(
                 &fallback
             }
         };
-        if error.status().is_server_error() {
+        // 501 is an answer (a feature not offered), not a failure to log.
+        if error.status().is_server_error() && !matches!(error, Error::NotImplemented(_)) {
             // The route template, never the path: `/user/api-keys/{key_or_hash}`
             // may carry a secret.
             log::error!(

@@ -57,8 +57,7 @@ macro_rules! routes {
                 .route(web::post().to(groups::create)),
         )
         .service(
-            crate::api::resource(concat!($base, "/Groups/.search"))
-                .route(web::post().to(search)),
+            crate::api::resource(concat!($base, "/Groups/.search")).route(web::post().to(search)),
         )
         .service(
             crate::api::resource(concat!($base, "/Groups/{id}"))
@@ -177,9 +176,10 @@ pub fn error_response(error: &Error) -> HttpResponse {
         Error::HeadersTooLarge => (None, "Request header fields too large.".into()),
         Error::RateLimited { .. } => (None, "Too many failed authentications.".into()),
         Error::Unavailable(_) => (None, "Service unavailable.".into()),
-        Error::Database(_) | Error::Migration(_) | Error::Config(_) | Error::Internal(_) => {
-            (None, "An error occurred while processing your request.".into())
-        }
+        Error::Database(_) | Error::Migration(_) | Error::Config(_) | Error::Internal(_) => (
+            None,
+            "An error occurred while processing your request.".into(),
+        ),
     };
     let mut body = json!({
         "schemas": [ERROR_SCHEMA],
@@ -237,9 +237,10 @@ impl Paging {
     pub fn parse(query: &QueryParams) -> Result<Self, Error> {
         let number = |name: &str, default: i64| match query.get(name) {
             None => Ok(default),
-            Some(raw) => raw.trim().parse::<i64>().map_err(|_| {
-                Error::invalid(name, &format!("{name} must be an integer."))
-            }),
+            Some(raw) => raw
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| Error::invalid(name, &format!("{name} must be an integer."))),
         };
         Ok(Self {
             start_index: number("startIndex", 1)?.max(1),
@@ -299,7 +300,10 @@ impl Projection {
                 .any(|p| p.name.eq_ignore_ascii_case(name) && p.sub.is_none())
         };
         if !self.attributes.is_empty() {
-            return !self.attributes.iter().any(|p| p.name.eq_ignore_ascii_case(name));
+            return !self
+                .attributes
+                .iter()
+                .any(|p| p.name.eq_ignore_ascii_case(name));
         }
         named(&self.excluded)
     }
@@ -346,9 +350,9 @@ impl Projection {
                 Value::Object(m) => Value::Object(
                     m.iter()
                         .filter(|(k, _)| {
-                            asked
-                                .iter()
-                                .any(|p| p.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(k)))
+                            asked.iter().any(|p| {
+                                p.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(k))
+                            })
                         })
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
@@ -376,9 +380,9 @@ impl Projection {
                 Value::Object(m) => Value::Object(
                     m.into_iter()
                         .filter(|(k, _)| {
-                            !named
-                                .iter()
-                                .any(|p| p.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(k)))
+                            !named.iter().any(|p| {
+                                p.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(k))
+                            })
                         })
                         .collect(),
                 ),

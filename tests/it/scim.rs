@@ -66,7 +66,12 @@ async fn patch(app: &TestApp, path: &str, key: &str, ops: Value) -> Reply {
 fn assert_scim_error(reply: &Reply, status: u16, scim_type: Option<&str>) {
     assert_eq!(reply.status.as_u16(), status, "{}", reply.text);
     assert_eq!(reply.body["schemas"], json!([ERROR]), "{}", reply.text);
-    assert_eq!(reply.body["status"], json!(status.to_string()), "{}", reply.text);
+    assert_eq!(
+        reply.body["status"],
+        json!(status.to_string()),
+        "{}",
+        reply.text
+    );
     assert!(reply.body["detail"].is_string(), "{}", reply.text);
     assert_eq!(
         reply.body.get("scimType").and_then(Value::as_str),

@@ -62,7 +62,10 @@ fn resource_type_list(base: &str) -> Vec<Value> {
 
 pub async fn resource_types(scim: ScimCaller) -> Result<HttpResponse, Error> {
     let all = resource_type_list(&scim.base);
-    Ok(respond(StatusCode::OK, &list_response(all.len() as i64, 1, all)))
+    Ok(respond(
+        StatusCode::OK,
+        &list_response(all.len() as i64, 1, all),
+    ))
 }
 
 pub async fn resource_type(scim: ScimCaller, req: HttpRequest) -> Result<HttpResponse, Error> {
@@ -86,6 +89,7 @@ struct Attr {
     uniqueness: &'static str,
     description: &'static str,
     subs: Vec<Attr>,
+    canonical: &'static [&'static str],
 }
 
 fn attr(name: &'static str, kind: &'static str, description: &'static str) -> Attr {
@@ -100,6 +104,7 @@ fn attr(name: &'static str, kind: &'static str, description: &'static str) -> At
         uniqueness: "none",
         description,
         subs: Vec::new(),
+        canonical: &[],
     }
 }
 
@@ -120,12 +125,12 @@ impl Attr {
         self.mutability = m;
         self
     }
-    fn returned(mut self, r: &'static str) -> Self {
-        self.returned = r;
-        self
-    }
     fn unique(mut self) -> Self {
         self.uniqueness = "server";
+        self
+    }
+    fn canonical(mut self, values: &'static [&'static str]) -> Self {
+        self.canonical = values;
         self
     }
     fn subs(mut self, subs: Vec<Attr>) -> Self {
@@ -150,6 +155,9 @@ impl Attr {
         if self.kind == "reference" {
             out["referenceTypes"] = json!(["User", "Group"]);
         }
+        if !self.canonical.is_empty() {
+            out["canonicalValues"] = json!(self.canonical);
+        }
         if !self.subs.is_empty() {
             out["subAttributes"] = self.subs.iter().map(Attr::json).collect();
         }
@@ -158,31 +166,40 @@ impl Attr {
 }
 
 fn schema_list(base: &str) -> Vec<Value> {
+    // Every user has a name, an address and a state: those attributes are
+    // required (they cannot be removed), though a creation may leave out all
+    // but userName and get the defaults. Everything described comes back.
     let user = vec![
         attr("userName", "string", "The user's email address; unique in the tenant, compared without regard to case.")
             .required()
             .unique(),
-        attr("name", "complex", "The user's name.").subs(vec![
-            attr("formatted", "string", "The user's name (displayName wins when both are sent)."),
-            attr("givenName", "string", "Accepted: makes the name with familyName when neither displayName nor name.formatted is sent; not kept apart.")
-                .mutability("writeOnly")
-                .returned("never"),
-            attr("familyName", "string", "Accepted: see givenName; not kept apart.")
-                .mutability("writeOnly")
-                .returned("never"),
-        ]),
-        attr("displayName", "string", "The user's name."),
+        // givenName and familyName are also accepted (they make the name when
+        // neither displayName nor formatted is sent), but not kept apart, so
+        // not described: a client reading this schema must not expect them back.
+        attr("name", "complex", "The user's name.")
+            .required()
+            .subs(vec![attr(
+                "formatted",
+                "string",
+                "The user's name (displayName wins when both change).",
+            )
+            .required()]),
+        attr("displayName", "string", "The user's name (default: userName).").required(),
         attr("emails", "complex", "Derived from userName: one work address, primary. Setting the primary or work address changes userName.")
             .multi()
+            .required()
             .subs(vec![
                 attr("value", "string", "The address."),
-                attr("type", "string", "Always work."),
+                attr("type", "string", "Always work.").canonical(&["work"]),
                 attr("primary", "boolean", "Always true."),
             ]),
-        attr("active", "boolean", "Whether the user (and so its keys) may act."),
+        attr("active", "boolean", "Whether the user (and so its keys) may act (default: true).")
+            .required(),
         attr("roles", "complex", "The user's roles: Administrators, Default users.")
             .multi()
-            .subs(vec![attr("value", "string", "The role's name.").case_exact()]),
+            .subs(vec![attr("value", "string", "The role's name.")
+                .case_exact()
+                .canonical(&["Administrators", "Default users"])]),
         attr("groups", "complex", "The groups (roles) the user is in.")
             .multi()
             .mutability("readOnly")
@@ -200,8 +217,12 @@ fn schema_list(base: &str) -> Vec<Value> {
         attr("members", "complex", "The users holding the role.")
             .multi()
             .subs(vec![
-                attr("value", "string", "The user's id.").mutability("immutable").case_exact(),
-                attr("$ref", "reference", "The user's URI.").mutability("immutable").case_exact(),
+                attr("value", "string", "The user's id.")
+                    .mutability("immutable")
+                    .case_exact(),
+                attr("$ref", "reference", "The user's URI.")
+                    .mutability("immutable")
+                    .case_exact(),
                 attr("display", "string", "The user's email.").mutability("readOnly"),
                 attr("type", "string", "Always User.").mutability("immutable"),
             ]),
@@ -226,7 +247,10 @@ fn schema_list(base: &str) -> Vec<Value> {
 
 pub async fn schemas(scim: ScimCaller) -> Result<HttpResponse, Error> {
     let all = schema_list(&scim.base);
-    Ok(respond(StatusCode::OK, &list_response(all.len() as i64, 1, all)))
+    Ok(respond(
+        StatusCode::OK,
+        &list_response(all.len() as i64, 1, all),
+    ))
 }
 
 pub async fn schema(scim: ScimCaller, req: HttpRequest) -> Result<HttpResponse, Error> {

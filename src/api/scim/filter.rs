@@ -249,8 +249,11 @@ impl<'a> Parser<'a> {
             None => (local, None),
         };
         let valid = |s: &str| {
-            s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_$".contains(c))
+            s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_$".contains(c))
         };
         if !valid(name) || sub.as_deref().is_some_and(|s| !valid(s)) {
             self.pos = start;
@@ -312,9 +315,9 @@ pub fn matches(filter: &Filter, resource: &Value) -> bool {
         Filter::And(a, b) => matches(a, resource) && matches(b, resource),
         Filter::Or(a, b) => matches(a, resource) || matches(b, resource),
         Filter::Not(a) => !matches(a, resource),
-        Filter::Present(path) => values_at(resource, path)
-            .iter()
-            .any(|v| !v.is_null() && v.as_str() != Some("") && v.as_array().is_none_or(|a| !a.is_empty())),
+        Filter::Present(path) => values_at(resource, path).iter().any(|v| {
+            !v.is_null() && v.as_str() != Some("") && v.as_array().is_none_or(|a| !a.is_empty())
+        }),
         Filter::Compare(path, op, want) => values_at(resource, path)
             .iter()
             .any(|have| compare(have, *op, want)),
@@ -406,10 +409,7 @@ mod tests {
             parse_filter(r#"  externalId EQ "a \"b\" \\ c"  "#),
             Ok(eq("externalId", r#"a "b" \ c"#))
         );
-        assert_eq!(
-            parse_filter("title pr"),
-            Ok(Filter::Present(path("title")))
-        );
+        assert_eq!(parse_filter("title pr"), Ok(Filter::Present(path("title"))));
         assert_eq!(
             parse_filter("active eq TRUE"),
             Ok(Filter::Compare(path("active"), CompareOp::Eq, json!(true)))
@@ -451,7 +451,10 @@ mod tests {
         let Filter::Compare(p, CompareOp::Sw, _) = f else {
             panic!("{f:?}")
         };
-        assert_eq!(p.urn.as_deref(), Some("urn:ietf:params:scim:schemas:core:2.0:User"));
+        assert_eq!(
+            p.urn.as_deref(),
+            Some("urn:ietf:params:scim:schemas:core:2.0:User")
+        );
         assert!(p.is("NAME", Some("givenname")));
         let f = parse_filter(r#"emails[type eq "work" and value co "@example.com"]"#).unwrap();
         assert!(matches!(f, Filter::ValuePath(ref p, _) if p.is("emails", None)));

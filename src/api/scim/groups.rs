@@ -66,11 +66,7 @@ fn render(role: &str, members: Option<&[users::User]>, base: &str) -> Value {
 }
 
 /// Every group, rendered, with members unless the projection leaves them out.
-async fn all(
-    scim: &ScimCaller,
-    state: &AppState,
-    with_members: bool,
-) -> Result<Vec<Value>, Error> {
+async fn all(scim: &ScimCaller, state: &AppState, with_members: bool) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
     for (_, role) in GROUPS {
         let members = match with_members {
@@ -139,7 +135,10 @@ pub async fn get(
     let role = role_of(req.match_info().query("id"))?;
     let query = QueryParams::parse(req.query_string());
     let group = one(&scim, &state, role).await?;
-    Ok(respond(StatusCode::OK, &Projection::parse(&query)?.apply(group)))
+    Ok(respond(
+        StatusCode::OK,
+        &Projection::parse(&query)?.apply(group),
+    ))
 }
 
 /// The member ids of a group representation.
@@ -152,7 +151,9 @@ fn member_ids(group: &Value) -> Result<Vec<String>, Error> {
                 member(item, "value")
                     .and_then(Value::as_str)
                     .and_then(crate::api::input::parse_uuid)
-                    .ok_or_else(|| Error::invalid("members", "Each member's value must be a user id."))
+                    .ok_or_else(|| {
+                        Error::invalid("members", "Each member's value must be a user id.")
+                    })
             })
             .collect(),
         Some(_) => Err(Error::invalid("members", "members must be an array.")),
@@ -178,8 +179,16 @@ async fn become_(
     let after = member_ids(wanted)?;
     let change = MembersChange {
         replace: None,
-        add: after.iter().filter(|id| !before.contains(id)).cloned().collect(),
-        remove: before.iter().filter(|id| !after.contains(id)).cloned().collect(),
+        add: after
+            .iter()
+            .filter(|id| !before.contains(id))
+            .cloned()
+            .collect(),
+        remove: before
+            .iter()
+            .filter(|id| !after.contains(id))
+            .cloned()
+            .collect(),
     };
     let now = state.clock.now();
     let caller = scim.caller.clone();
@@ -187,7 +196,10 @@ async fn become_(
         .db(move |conn| users::change_members_for(conn, &caller, role, change, now))
         .await?;
     let group = one(&scim, state, role).await?;
-    Ok(respond(StatusCode::OK, &Projection::parse(query)?.apply(group)))
+    Ok(respond(
+        StatusCode::OK,
+        &Projection::parse(query)?.apply(group),
+    ))
 }
 
 /// `PATCH /Groups/{id}`: `members` add, remove and replace (and `displayName`

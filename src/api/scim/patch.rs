@@ -56,7 +56,11 @@ fn operation(value: &Value) -> Result<Operation, Error> {
             .cloned()
             .ok_or_else(|| syntax("Each operation must be an object."))?,
     );
-    let op = match object.get("op").and_then(Value::as_str).map(str::to_ascii_lowercase) {
+    let op = match object
+        .get("op")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+    {
         Some(op) if op == "add" => Op::Add,
         Some(op) if op == "remove" => Op::Remove,
         Some(op) if op == "replace" => Op::Replace,
@@ -211,7 +215,10 @@ fn sub_attribute(
         }
     };
     match target {
-        Value::Array(items) => items.iter_mut().filter_map(Value::as_object_mut).for_each(set),
+        Value::Array(items) => items
+            .iter_mut()
+            .filter_map(Value::as_object_mut)
+            .for_each(set),
         Value::Object(object) => set(object),
         other => {
             let mut object = Map::new();
@@ -368,8 +375,11 @@ mod tests {
 
     #[test]
     fn replace_with_and_without_path_in_any_case() {
-        let doc = patch(user(), ops(json!([{"op": "Replace", "path": "active", "value": "False"}])))
-            .unwrap();
+        let doc = patch(
+            user(),
+            ops(json!([{"op": "Replace", "path": "active", "value": "False"}])),
+        )
+        .unwrap();
         assert_eq!(doc["active"], json!("False"));
         let doc = patch(
             user(),
@@ -394,22 +404,35 @@ mod tests {
             ops(json!([{"op": "add", "path": "roles", "value": [{"value": "Administrators"}, {"value": "Default users"}]}])),
         )
         .unwrap();
-        assert_eq!(doc["roles"], json!([{"value": "Default users"}, {"value": "Administrators"}]));
+        assert_eq!(
+            doc["roles"],
+            json!([{"value": "Default users"}, {"value": "Administrators"}])
+        );
         let doc = patch(
             json!({"emails": []}),
             ops(json!([{"op": "Add", "path": "emails[type eq \"work\"].value", "value": "c@x.test"}])),
         )
         .unwrap();
-        assert_eq!(doc["emails"], json!([{"type": "work", "value": "c@x.test"}]));
-        let doc = patch(user(), ops(json!([{"op": "add", "value": {"externalId": "e1"}}]))).unwrap();
+        assert_eq!(
+            doc["emails"],
+            json!([{"type": "work", "value": "c@x.test"}])
+        );
+        let doc = patch(
+            user(),
+            ops(json!([{"op": "add", "value": {"externalId": "e1"}}])),
+        )
+        .unwrap();
         assert_eq!(doc["externalId"], "e1");
     }
 
     #[test]
     fn remove_by_path_filter_and_value() {
         let group = json!({"displayName": "G", "members": [{"value": "1"}, {"value": "2"}, {"value": "3"}]});
-        let doc = patch(group.clone(), ops(json!([{"op": "remove", "path": "members[value eq \"2\"]"}])))
-            .unwrap();
+        let doc = patch(
+            group.clone(),
+            ops(json!([{"op": "remove", "path": "members[value eq \"2\"]"}])),
+        )
+        .unwrap();
         assert_eq!(doc["members"], json!([{"value": "1"}, {"value": "3"}]));
         let doc = patch(
             group.clone(),
@@ -419,7 +442,11 @@ mod tests {
         assert_eq!(doc["members"], json!([{"value": "2"}]));
         let doc = patch(group, ops(json!([{"op": "remove", "path": "members"}]))).unwrap();
         assert!(doc.get("members").is_none());
-        let doc = patch(user(), ops(json!([{"op": "remove", "path": "name.formatted"}]))).unwrap();
+        let doc = patch(
+            user(),
+            ops(json!([{"op": "remove", "path": "name.formatted"}])),
+        )
+        .unwrap();
         assert_eq!(doc["name"], json!({}));
     }
 
@@ -430,16 +457,42 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(field(patch(user(), json!({"Operations": []}))), "body");
-        assert_eq!(field(patch(user(), ops(json!([{"op": "move", "path": "a", "value": 1}])))), "body");
-        assert_eq!(field(patch(user(), ops(json!([{"op": "remove"}])))), "noTarget");
-        assert_eq!(field(patch(user(), ops(json!([{"op": "add", "path": "a[", "value": 1}])))), "path");
-        assert_eq!(field(patch(user(), ops(json!([{"op": "replace", "value": 1}])))), "body");
         assert_eq!(
-            field(patch(user(), ops(json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "x"}])))),
+            field(patch(
+                user(),
+                ops(json!([{"op": "move", "path": "a", "value": 1}]))
+            )),
+            "body"
+        );
+        assert_eq!(
+            field(patch(user(), ops(json!([{"op": "remove"}])))),
             "noTarget"
         );
         assert_eq!(
-            field(patch(user(), json!({"schemas": ["x"], "Operations": [{"op": "add", "value": {}}]}))),
+            field(patch(
+                user(),
+                ops(json!([{"op": "add", "path": "a[", "value": 1}]))
+            )),
+            "path"
+        );
+        assert_eq!(
+            field(patch(user(), ops(json!([{"op": "replace", "value": 1}])))),
+            "body"
+        );
+        assert_eq!(
+            field(patch(
+                user(),
+                ops(
+                    json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "x"}])
+                )
+            )),
+            "noTarget"
+        );
+        assert_eq!(
+            field(patch(
+                user(),
+                json!({"schemas": ["x"], "Operations": [{"op": "add", "value": {}}]})
+            )),
             "body"
         );
     }

@@ -77,22 +77,40 @@ fn string<'v>(doc: &'v Value, name: &str) -> Result<Option<&'v str>, Error> {
     }
 }
 
-/// The address of the primary email, else of the work email, else of the only one.
-fn primary_email(doc: &Value) -> Option<String> {
+/// The address of the primary email, else of the work email, else of the
+/// only one. Of several (a PATCH `add`ed one beside the current one), one
+/// other than `current` wins: it is the one the client just set.
+fn primary_email(doc: &Value, current: Option<&str>) -> Option<String> {
     let emails = get(doc, "emails")?.as_array()?;
     let value = |e: &Value| get(e, "value").and_then(Value::as_str).map(str::to_owned);
-    emails
+    let pick = |candidates: Vec<String>| {
+        candidates
+            .iter()
+            .find(|v| Some(normalize(v).as_str()) != current.map(normalize).as_deref())
+            .or(candidates.first())
+            .cloned()
+    };
+    let primary: Vec<String> = emails
         .iter()
-        .find(|e| get(e, "primary").and_then(boolean) == Some(true))
-        .or_else(|| {
-            emails.iter().find(|e| {
-                get(e, "type")
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| t.eq_ignore_ascii_case("work"))
-            })
+        .filter(|e| get(e, "primary").and_then(boolean) == Some(true))
+        .filter_map(value)
+        .collect();
+    let work: Vec<String> = emails
+        .iter()
+        .filter(|e| {
+            get(e, "type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case("work"))
         })
-        .or_else(|| (emails.len() == 1).then(|| &emails[0]))
-        .and_then(value)
+        .filter_map(value)
+        .collect();
+    pick(primary)
+        .or_else(|| pick(work))
+        .or_else(|| (emails.len() == 1).then(|| value(&emails[0])).flatten())
+}
+
+fn normalize(email: &str) -> String {
+    users::normalize_email(email)
 }
 
 /// The value at `name` (or `name.sub`) of `doc`, as a non-empty string.
@@ -102,7 +120,10 @@ fn text(doc: &Value, name: &str, sub: Option<&str>) -> Option<String> {
         Some(sub) => get(value, sub)?,
         None => value,
     };
-    value.as_str().filter(|s| !s.trim().is_empty()).map(str::to_owned)
+    value
+        .as_str()
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_owned)
 }
 
 /// What the client wants, read from a resource body `doc`; `current` is the
@@ -126,11 +147,13 @@ fn wanted(doc: &Value, current: Option<&Value>, patched: bool) -> Result<Wanted,
     };
     let user_name = string(doc, "userName")?.map(str::to_owned);
     let before = |f: &dyn Fn(&Value) -> Option<String>| current.and_then(f);
-    let email = fresh(
-        user_name.clone(),
-        before(&|c| text(c, "userName", None)),
-    )
-    .or_else(|| fresh(primary_email(doc), before(&primary_email)));
+    let email = fresh(user_name.clone(), before(&|c| text(c, "userName", None))).or_else(|| {
+        let before = current.and_then(|c| text(c, "userName", None));
+        fresh(
+            primary_email(doc, before.as_deref()),
+            current.and_then(|c| primary_email(c, None)),
+        )
+    });
     if current.is_none() && email.is_none() {
         return Err(invalid(
             "userName",
@@ -158,11 +181,34 @@ fn wanted(doc: &Value, current: Option<&Value>, patched: bool) -> Result<Wanted,
     });
     let active = match get(doc, "active") {
         None | Some(Value::Null) => None,
-        Some(value) => Some(
-            boolean(value).ok_or_else(|| invalid("active", "active must be true or false."))?,
-        ),
+        Some(value) => {
+            Some(boolean(value).ok_or_else(|| invalid("active", "active must be true or false."))?)
+        }
     };
     let had = |name: &str| current.is_some_and(|c| get(c, name).is_some());
+    if patched {
+        // Every user has a name, an address and a state.
+        let kept = |d: &Value, name: &str, sub: Option<&str>| match name {
+            "active" => get(d, name).is_some_and(|v| !v.is_null()),
+            "emails" => primary_email(d, None).is_some(),
+            _ => text(d, name, sub).is_some(),
+        };
+        for (name, sub) in [
+            ("userName", None),
+            ("displayName", None),
+            ("name", Some("formatted")),
+            ("emails", None),
+            ("active", None),
+        ] {
+            if current.is_some_and(|c| kept(c, name, sub)) && !kept(doc, name, sub) {
+                let shown = sub.map_or(name.to_owned(), |s| format!("{name}.{s}"));
+                return Err(invalid(
+                    "mutability",
+                    &format!("{shown} cannot be removed: every user has one."),
+                ));
+            }
+        }
+    }
     let external_id = match get(doc, "externalId") {
         Some(Value::String(s)) if !s.is_empty() => Some(Some(s.clone())),
         Some(Value::String(_)) | Some(Value::Null) => Some(None),
@@ -177,7 +223,9 @@ fn wanted(doc: &Value, current: Option<&Value>, patched: bool) -> Result<Wanted,
                 .iter()
                 .map(|item| match item {
                     Value::String(s) => Some(s.clone()),
-                    other => get(other, "value").and_then(Value::as_str).map(str::to_owned),
+                    other => get(other, "value")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
                 })
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| invalid("roles", "Each role must have a value."))?,
@@ -224,7 +272,12 @@ async fn document(body: Body) -> Result<Value, Error> {
     Ok(Value::Object(body.object().await?.0))
 }
 
-fn answer(status: StatusCode, user: &User, base: &str, query: &QueryParams) -> Result<HttpResponse, Error> {
+fn answer(
+    status: StatusCode,
+    user: &User,
+    base: &str,
+    query: &QueryParams,
+) -> Result<HttpResponse, Error> {
     let resource = Projection::parse(query)?.apply(render(user, base));
     let mut response = respond(status, &resource);
     if status == StatusCode::CREATED {
@@ -278,7 +331,12 @@ pub async fn get_user(
         .read(move |conn| users::get_for(conn, &caller, &id))
         .await?;
     visible(&user)?;
-    answer(StatusCode::OK, &user, &base, &QueryParams::parse(req.query_string()))
+    answer(
+        StatusCode::OK,
+        &user,
+        &base,
+        &QueryParams::parse(req.query_string()),
+    )
 }
 
 /// `POST /Users`: a new user, or a deactivated one with this `userName`
@@ -315,7 +373,12 @@ pub async fn create(
             })
             .await?;
     }
-    answer(StatusCode::CREATED, &user, &base, &QueryParams::parse(req.query_string()))
+    answer(
+        StatusCode::CREATED,
+        &user,
+        &base,
+        &QueryParams::parse(req.query_string()),
+    )
 }
 
 /// `PUT /Users/{id}`: the user becomes what the body says (attributes it
@@ -340,7 +403,12 @@ pub async fn replace(
             })
         })
         .await?;
-    answer(StatusCode::OK, &user, &base, &QueryParams::parse(req.query_string()))
+    answer(
+        StatusCode::OK,
+        &user,
+        &base,
+        &QueryParams::parse(req.query_string()),
+    )
 }
 
 /// `PATCH /Users/{id}`: RFC 7644 3.5.2 operations on the user's representation.
@@ -366,7 +434,12 @@ pub async fn patch(
             })
         })
         .await?;
-    answer(StatusCode::OK, &user, &base, &QueryParams::parse(req.query_string()))
+    answer(
+        StatusCode::OK,
+        &user,
+        &base,
+        &QueryParams::parse(req.query_string()),
+    )
 }
 
 /// `DELETE /Users/{id}`: deactivates the user and hides it from SCIM; it
@@ -401,18 +474,25 @@ fn core_path(path: &AttrPath) -> Result<&AttrPath, Error> {
 
 fn field_of(path: &AttrPath) -> Result<UserField, Error> {
     let path = core_path(path)?;
-    Ok(if path.is("userName", None) || path.is("emails", Some("value")) || path.is("emails", None) {
-        UserField::Email
-    } else if path.is("externalId", None) {
-        UserField::ExternalId
-    } else if path.is("id", None) {
-        UserField::Id
-    } else if path.is("displayName", None) || path.is("name", Some("formatted")) {
-        UserField::Name
-    } else {
-        let sub = path.sub.as_deref().map(|s| format!(".{s}")).unwrap_or_default();
-        return Err(unsupported(&format!("the attribute {}{sub}", path.name)));
-    })
+    Ok(
+        if path.is("userName", None) || path.is("emails", Some("value")) || path.is("emails", None)
+        {
+            UserField::Email
+        } else if path.is("externalId", None) {
+            UserField::ExternalId
+        } else if path.is("id", None) {
+            UserField::Id
+        } else if path.is("displayName", None) || path.is("name", Some("formatted")) {
+            UserField::Name
+        } else {
+            let sub = path
+                .sub
+                .as_deref()
+                .map(|s| format!(".{s}"))
+                .unwrap_or_default();
+            return Err(unsupported(&format!("the attribute {}{sub}", path.name)));
+        },
+    )
 }
 
 fn always() -> UserFilter {
@@ -470,7 +550,9 @@ pub fn user_filter(filter: &Filter) -> Result<UserFilter, Error> {
 /// A filter inside `emails[...]`: every user has one email, of type `work`, primary.
 fn email_filter(filter: &Filter) -> Result<UserFilter, Error> {
     Ok(match filter {
-        Filter::And(a, b) => UserFilter::And(Box::new(email_filter(a)?), Box::new(email_filter(b)?)),
+        Filter::And(a, b) => {
+            UserFilter::And(Box::new(email_filter(a)?), Box::new(email_filter(b)?))
+        }
         Filter::Or(a, b) => UserFilter::Or(Box::new(email_filter(a)?), Box::new(email_filter(b)?)),
         Filter::Not(a) => UserFilter::Not(Box::new(email_filter(a)?)),
         Filter::Present(path) if path.is("value", None) => always(),
@@ -479,7 +561,10 @@ fn email_filter(filter: &Filter) -> Result<UserFilter, Error> {
             compare(UserField::Email, *op, value)?
         }
         Filter::Compare(path, CompareOp::Eq, value) if path.is("type", None) => {
-            match value.as_str().is_some_and(|t| t.eq_ignore_ascii_case("work")) {
+            match value
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case("work"))
+            {
                 true => always(),
                 false => never(),
             }
@@ -516,10 +601,17 @@ mod tests {
             parsed(r#"emails[type eq "work" and value eq "a@x.test"]"#).unwrap(),
             UserFilter::And(
                 Box::new(always()),
-                Box::new(UserFilter::Compare(UserField::Email, Match::Equals, "a@x.test".into()))
+                Box::new(UserFilter::Compare(
+                    UserField::Email,
+                    Match::Equals,
+                    "a@x.test".into()
+                ))
             )
         );
-        assert_eq!(parsed(r#"active eq "False""#).unwrap(), UserFilter::Active(false));
+        assert_eq!(
+            parsed(r#"active eq "False""#).unwrap(),
+            UserFilter::Active(false)
+        );
         for bad in [
             r#"title eq "x""#,
             r#"meta.created gt "2020-01-01""#,
@@ -541,11 +633,26 @@ mod tests {
         assert_eq!(w.email.as_deref(), Some("b@x.test"));
         assert_eq!(w.name.as_deref(), Some("B"));
         // On creation, displayName wins over name.formatted, and names compose.
-        let w = wanted(&json!({"userName": "c@x.test", "displayName": "D", "name": {"formatted": "F"}}), None, false).unwrap();
+        let w = wanted(
+            &json!({"userName": "c@x.test", "displayName": "D", "name": {"formatted": "F"}}),
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(w.name.as_deref(), Some("D"));
-        let w = wanted(&json!({"userName": "c@x.test", "name": {"givenName": "Ada", "familyName": "L"}}), None, false).unwrap();
+        let w = wanted(
+            &json!({"userName": "c@x.test", "name": {"givenName": "Ada", "familyName": "L"}}),
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(w.name.as_deref(), Some("Ada L"));
         assert!(wanted(&json!({"displayName": "x"}), None, false).is_err());
-        assert!(wanted(&json!({"userName": "c@x.test", "active": "yes"}), None, false).is_err());
+        assert!(wanted(
+            &json!({"userName": "c@x.test", "active": "yes"}),
+            None,
+            false
+        )
+        .is_err());
     }
 }
