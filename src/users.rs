@@ -372,17 +372,38 @@ pub fn update_for(
     change: UserChange,
     now: DateTime<Utc>,
 ) -> Result<User, Error> {
-    modify_for(conn, caller, id, now, |_| Ok(change))
+    modify(conn, caller, id, now, Every::Change, |_| Ok(change))
+}
+
+/// Whether a change that changes nothing is still written and audited: a
+/// `/v1` PATCH always is (API.md 4b: "any other PATCH logs user.updated"),
+/// an identity provider's repeated sync is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Every {
+    Change,
+    RealChange,
 }
 
 /// Like [`update_for`], but the change is decided by `decide` from the user as
 /// it is inside the transaction (locked), so a read-modify-write (SCIM's PATCH)
-/// cannot lose a concurrent change. An empty change writes and audits nothing.
+/// cannot lose a concurrent change. A change that changes nothing writes and
+/// audits nothing.
 pub fn modify_for(
     conn: &mut DbConnection,
     caller: &Caller,
     id: &str,
     now: DateTime<Utc>,
+    decide: impl FnOnce(&User) -> Result<UserChange, Error>,
+) -> Result<User, Error> {
+    modify(conn, caller, id, now, Every::RealChange, decide)
+}
+
+fn modify(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    id: &str,
+    now: DateTime<Utc>,
+    every: Every,
     decide: impl FnOnce(&User) -> Result<UserChange, Error>,
 ) -> Result<User, Error> {
     require_user_admin(caller)?;
@@ -391,7 +412,7 @@ pub fn modify_for(
         lock_for_change(conn, tenant_id, id)?;
         let user = find(conn, tenant_id, id)?.ok_or(Error::NotFound)?;
         let change = decide(&user)?;
-        apply(conn, caller, user, change, now)
+        apply(conn, caller, user, change, now, every)
     })
 }
 
@@ -410,6 +431,7 @@ fn apply(
     mut user: User,
     change: UserChange,
     now: DateTime<Utc>,
+    every: Every,
 ) -> Result<User, Error> {
     let tenant_id = &caller.tenant.id;
     let name = change.name.as_deref().map(str::trim).map(str::to_owned);
@@ -425,7 +447,7 @@ fn apply(
         // A deactivation happens once; a repeat (or the loser of a race) is told so.
         return Err(Error::Conflict(ALREADY_DEACTIVATED));
     }
-    if change.changes_nothing(&user) {
+    if every == Every::RealChange && change.changes_nothing(&user) {
         return Ok(user);
     }
     if let Some(email) = email.filter(|e| *e != user.email) {
@@ -534,7 +556,7 @@ pub fn deprovision_for(
             ..UserChange::default()
         };
         let user = match was_active {
-            true => apply(conn, caller, user, change, now)?,
+            true => apply(conn, caller, user, change, now, Every::Change)?,
             false => user,
         };
         diesel::update(
@@ -589,7 +611,10 @@ pub fn provision_for(
             email: None,
             external_id: Some(new.external_id),
         };
-        Ok((apply(conn, caller, existing, change, now)?, false))
+        Ok((
+            apply(conn, caller, existing, change, now, Every::Change)?,
+            false,
+        ))
     })
 }
 
@@ -815,7 +840,7 @@ pub fn change_members_for(
                 roles: Some(roles),
                 ..UserChange::default()
             };
-            apply(conn, caller, user, change, now)?;
+            apply(conn, caller, user, change, now, Every::RealChange)?;
         }
         Ok(())
     })
