@@ -13,6 +13,7 @@ pub mod front;
 pub mod input;
 pub mod metrics;
 pub mod ops;
+pub mod scim;
 pub mod v1;
 
 use actix_web::web;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     metrics::configure(cfg);
     v1::configure(cfg);
     estuary::configure(cfg);
+    scim::configure(cfg);
     docs::configure(cfg);
     console::configure(cfg);
 }

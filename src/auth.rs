@@ -78,6 +78,35 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// SCIM's: the tenant named by the path (`None` for the pinned tenant's
+    /// path; a path naming another tenant than the pinned one is unknown),
+    /// the key from `Authorization: Bearer` alone (several must agree).
+    pub fn from_bearer(
+        headers: &HeaderMap,
+        path_tenant: Option<&str>,
+        pinned_tenant: Option<&str>,
+    ) -> Result<Self, Error> {
+        let tenant = match (path_tenant, pinned_tenant) {
+            (Some(named), Some(pinned)) if named != pinned => return Err(Error::TenantUnknown),
+            (Some(named), _) => named.to_owned(),
+            (None, Some(pinned)) => pinned.to_owned(),
+            (None, None) => return Err(Error::TenantMissing),
+        };
+        let mut key: Option<&str> = None;
+        for value in headers.get_all("authorization") {
+            match value.to_str().ok().and_then(bearer_token) {
+                Some(token) => agree(&mut key, token)?,
+                None => return Err(Error::AuthHeaderMalformed),
+            }
+        }
+        Ok(Self {
+            tenant,
+            key: key.map(str::to_owned),
+        })
+    }
+}
+
 /// The `tenant` header: `None` if absent, an error if it is not text or if
 /// several disagree (a proxy and keyward must not read different tenants).
 fn tenant_header(headers: &HeaderMap) -> Result<Option<&str>, Error> {
@@ -265,61 +294,70 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let credentials = state
-            .as_ref()
-            .map(|state| Credentials::from_headers(req.headers(), state.settings.pinned_tenant()));
-        let peer = state.as_ref().and_then(|state| {
-            client_ip::client_address(
-                req.peer_addr().map(|addr| addr.ip()),
-                req.headers(),
-                &state.settings.trusted_proxies,
-            )
-        });
-        let request = req.clone();
-        let origin = Origin {
-            request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
-            ip: peer.map(|ip| ip.to_string()),
+        authenticate_with(req, |state| {
+            Credentials::from_headers(req.headers(), state.settings.pinned_tenant())
+        })
+    }
+}
+
+/// Authenticates `req` with the credentials `read` finds in it: the one path
+/// every dialect's caller takes (throttle, cache, database, last use, metrics).
+pub fn authenticate_with(
+    req: &HttpRequest,
+    read: impl FnOnce(&AppState) -> Result<Credentials, Error>,
+) -> LocalBoxFuture<'static, Result<Caller, Error>> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let credentials = state.as_ref().map(|state| read(state));
+    let peer = state.as_ref().and_then(|state| {
+        client_ip::client_address(
+            req.peer_addr().map(|addr| addr.ip()),
+            req.headers(),
+            &state.settings.trusted_proxies,
+        )
+    });
+    let request = req.clone();
+    let origin = Origin {
+        request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
+        ip: peer.map(|ip| ip.to_string()),
+    };
+    Box::pin(async move {
+        let (Some(state), Some(credentials)) = (state, credentials) else {
+            return Err(Error::Internal("application state missing".into()));
         };
-        Box::pin(async move {
-            let (Some(state), Some(credentials)) = (state, credentials) else {
-                return Err(Error::Internal("application state missing".into()));
-            };
-            let now = state.clock.now();
-            if let Err(retry_after_secs) = state.throttle.check(peer, now) {
-                let error = Error::RateLimited { retry_after_secs };
-                state.metrics.auth_failure(&error);
-                return Err(error);
-            }
-            let authenticated = match credentials {
-                Ok(credentials) => match authenticate_request(&state, credentials, now).await {
-                    Ok(caller) => Ok(caller),
-                    Err(Refused { error, key }) => {
-                        if let Some(key) = key {
-                            // For `/v1/auth` to count (`api::v1::verify`).
-                            request.extensions_mut().insert(key);
-                        }
-                        Err(error)
-                    }
-                },
-                Err(e) => Err(e),
-            };
-            match authenticated {
-                Ok(mut caller) => {
-                    caller.origin = origin;
-                    state.usage.record(&caller.tenant.id, &caller.key_id, now);
-                    Ok(caller)
-                }
-                Err(error) => {
-                    if error.status() == actix_web::http::StatusCode::UNAUTHORIZED {
-                        state.throttle.fail(peer, now);
-                        state.metrics.auth_failure(&error);
+        let now = state.clock.now();
+        if let Err(retry_after_secs) = state.throttle.check(peer, now) {
+            let error = Error::RateLimited { retry_after_secs };
+            state.metrics.auth_failure(&error);
+            return Err(error);
+        }
+        let authenticated = match credentials {
+            Ok(credentials) => match authenticate_request(&state, credentials, now).await {
+                Ok(caller) => Ok(caller),
+                Err(Refused { error, key }) => {
+                    if let Some(key) = key {
+                        // For `/v1/auth` to count (`api::v1::verify`).
+                        request.extensions_mut().insert(key);
                     }
                     Err(error)
                 }
+            },
+            Err(e) => Err(e),
+        };
+        match authenticated {
+            Ok(mut caller) => {
+                caller.origin = origin;
+                state.usage.record(&caller.tenant.id, &caller.key_id, now);
+                Ok(caller)
             }
-        })
-    }
+            Err(error) => {
+                if error.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+                    state.throttle.fail(peer, now);
+                    state.metrics.auth_failure(&error);
+                }
+                Err(error)
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ pub enum Error {
     MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A feature a dialect names but keyward does not offer (SCIM's bulk operations).
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("request body is not JSON")]
@@ -90,6 +93,7 @@ impl Error {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

@@ -22,6 +22,8 @@ diesel::table! {
         active -> Bool,
         created_at -> Timestamp,
         updated_at -> Nullable<Timestamp>,
+        external_id -> Nullable<Text>,
+        deprovisioned_at -> Nullable<Timestamp>,
     }
 }
 

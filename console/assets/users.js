@@ -1,6 +1,8 @@
 // Users (administrators whose key has user_management): list, create, change
 // roles, deactivate and reactivate. The API refuses to demote or deactivate
 // the tenant's last active administrator (409); its message is shown as is.
+// Users an identity provider manages over SCIM (those with an `external_id`)
+// are marked, and a manual change to one asks first: the provider may undo it.
 
 import { h, replace, field, notice, modal, confirmDialog, toast, time } from "./dom.js";
 import { call, ROLES } from "./api.js";
@@ -23,11 +25,27 @@ export async function usersView(ctx) {
     }
   };
 
+  // Resolves true when the change may go ahead: at once for a user no
+  // identity provider manages, else once the administrator confirms.
+  const managedOk = (user) =>
+    !user.external_id ||
+    confirmDialog(
+      `${user.email} is managed by an identity provider`,
+      `Your identity provider provisions this user over SCIM (external id ${user.external_id}). A change made here may be undone at its next sync; make it in the identity provider instead if you can.`,
+      "Change anyway",
+    );
+
   const rows = users.map((user) =>
     h(
       "tr",
       { "data-user-id": user.id, class: user.active ? null : "inactive" },
-      h("td", { "data-label": "Email", class: "name" }, user.email, user.id === me.user.id ? h("span", { class: "you" }, " (you)") : null),
+      h(
+        "td",
+        { "data-label": "Email", class: "name" },
+        user.email,
+        user.id === me.user.id ? h("span", { class: "you" }, " (you)") : null,
+        user.external_id ? [" ", h("span", { class: "badge managed", title: `External id: ${user.external_id}` }, "Identity provider")] : null,
+      ),
       h("td", { "data-label": "Name" }, user.name),
       h("td", { "data-label": "Roles" }, h("ul", { class: "chips" }, user.roles.map((r) => h("li", { class: "chip" }, r)))),
       h("td", { "data-label": "State" }, h("span", { class: `badge ${user.active ? "active" : "inactive"}` }, user.active ? "Active" : "Deactivated")),
@@ -44,6 +62,7 @@ export async function usersView(ctx) {
             class: "button small",
             "aria-label": `Change roles of ${user.email}`,
             onclick: async () => {
+              if (!(await managedOk(user))) return;
               const roles = await chooseRoles(user);
               if (roles) act(() => call("PATCH", `/v1/users/${encodeURIComponent(user.id)}`, { body: { roles } }), `Roles of ${user.email} changed.`);
             },
@@ -58,6 +77,7 @@ export async function usersView(ctx) {
                 class: "button small danger-outline",
                 "aria-label": `Deactivate ${user.email}`,
                 onclick: async () => {
+                  if (!(await managedOk(user))) return;
                   const sure = await confirmDialog(
                     `Deactivate ${user.email}?`,
                     "Their keys are refused from the next request on. Reactivating the user restores the keys that are neither revoked nor expired.",
@@ -75,7 +95,10 @@ export async function usersView(ctx) {
                 type: "button",
                 class: "button small",
                 "aria-label": `Reactivate ${user.email}`,
-                onclick: () => act(() => call("PATCH", `/v1/users/${encodeURIComponent(user.id)}`, { body: { active: true } }), `${user.email} reactivated.`),
+                onclick: async () => {
+                  if (!(await managedOk(user))) return;
+                  act(() => call("PATCH", `/v1/users/${encodeURIComponent(user.id)}`, { body: { active: true } }), `${user.email} reactivated.`);
+                },
               },
               "Reactivate",
             ),
@@ -103,7 +126,11 @@ export async function usersView(ctx) {
         h("tbody", {}, rows),
       ),
     ),
-    h("p", { class: "footnote muted" }, "Deactivated users are kept, with their keys, for the audit log."),
+    h(
+      "p",
+      { class: "footnote muted" },
+      "Deactivated users are kept, with their keys, for the audit log. Users marked “Identity provider” are provisioned over SCIM; change them there.",
+    ),
   );
   return view;
 }

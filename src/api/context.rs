@@ -30,12 +30,16 @@ pub enum Dialect {
     ProblemDetails,
     /// `{"error":{"code","reason","details"}}` (`/user`).
     Estuary,
+    /// SCIM's error schema, `application/scim+json` (`/scim`).
+    Scim,
 }
 
 impl Dialect {
     pub fn of(path: &str) -> Self {
         if path == "/user" || path.starts_with("/user/") {
             Dialect::Estuary
+        } else if path == "/scim" || path.starts_with("/scim/") {
+            Dialect::Scim
         } else {
             Dialect::ProblemDetails
         }
@@ -45,6 +49,7 @@ impl Dialect {
         match self {
             Dialect::ProblemDetails => super::v1::problem(error, request_id),
             Dialect::Estuary => super::estuary::envelope(error),
+            Dialect::Scim => super::scim::error_response(error),
         }
     }
 }
@@ -117,7 +122,8 @@ pub async fn middleware(
                 &fallback
             }
         };
-        if error.status().is_server_error() {
+        // 501 is an answer (a feature not offered), not a failure to log.
+        if error.status().is_server_error() && !matches!(error, Error::NotImplemented(_)) {
             // The route template, never the path: `/user/api-keys/{key_or_hash}`
             // may carry a secret.
             log::error!(
@@ -209,6 +215,8 @@ mod tests {
         assert_eq!(Dialect::of("/user"), Dialect::Estuary);
         assert_eq!(Dialect::of("/users"), Dialect::ProblemDetails);
         assert_eq!(Dialect::of("/v1/user-api-keys"), Dialect::ProblemDetails);
+        assert_eq!(Dialect::of("/scim/v2/acme/Users"), Dialect::Scim);
+        assert_eq!(Dialect::of("/scimitar"), Dialect::ProblemDetails);
     }
 
     #[test]

@@ -228,6 +228,8 @@ fn conventional_response(response: &mut Response, status: u16, dialect: Dialect)
         let (content_type, schema) = match dialect {
             Dialect::ProblemDetails => ("application/problem+json", "ProblemDetails"),
             Dialect::Estuary => ("application/json", "ErrorEnvelope"),
+            // No SCIM path is in the document (see the README).
+            Dialect::Scim => ("application/scim+json", "ScimError"),
         };
         response.content.insert(
             content_type.to_owned(),

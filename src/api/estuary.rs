@@ -116,6 +116,7 @@ pub fn envelope(error: &Error) -> HttpResponse {
             "request header fields too large".into(),
         ),
         Error::NotFound => (Reason::ErrNotFound, "not found".into()),
+        Error::NotImplemented(why) => (Reason::ErrNotFound, (*why).into()),
         Error::MethodNotAllowed => (Reason::ErrNotFound, "method not allowed".into()),
         Error::RateLimited { .. } => (
             Reason::ErrRateLimited,

@@ -196,6 +196,11 @@ pub fn problem(error: &Error, request_id: &str) -> HttpResponse {
             *why,
             None,
         ),
+        Error::NotImplemented(why) => (
+            "https://tools.ietf.org/html/rfc9110#section-15.6.2",
+            *why,
+            None,
+        ),
         Error::PayloadTooLarge => (
             "https://tools.ietf.org/html/rfc9110#section-15.5.14",
             "Request body larger than 64 KiB",

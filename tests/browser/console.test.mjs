@@ -372,6 +372,39 @@ test("an administrator creates and deactivates a user; the last admin is protect
   assert.equal(users.body.users.find((u) => u.email === "admin@acme.test").active, true);
 });
 
+test("users an identity provider manages are marked, and a manual change asks first", async () => {
+  const res = await fetch(`${base}/scim/v2/acme/Users`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${admin.key}`, "content-type": "application/scim+json" },
+    body: JSON.stringify({ schemas: ["urn:ietf:params:scim:schemas:core:2.0:User"], userName: "finn@acme.test", displayName: "Finn", externalId: "00uFinn" }),
+  });
+  assert.equal(res.status, 201);
+  await nav("Overview", "Overview");
+  await nav("Users", "Users");
+  const row = page.locator("tr", { hasText: "finn@acme.test" });
+  await row.getByText("Identity provider").waitFor();
+  assert.equal(await page.locator("tr", { hasText: "dora@acme.test" }).getByText("Identity provider").count(), 0);
+  const before = patches.length;
+  // Roles: the warning, declined: nothing is sent.
+  await row.getByRole("button", { name: "Change roles of finn@acme.test" }).click();
+  const warning = page.getByRole("dialog", { name: "finn@acme.test is managed by an identity provider" });
+  await warning.getByText("00uFinn").waitFor();
+  await shot("06b-managed-user-warning");
+  await warning.getByRole("button", { name: "Cancel" }).click();
+  await warning.waitFor({ state: "detached" });
+  assert.equal(patches.length, before);
+  // Deactivate: the warning, accepted, then the usual confirmation.
+  await row.getByRole("button", { name: "Deactivate finn@acme.test" }).click();
+  await warning.getByRole("button", { name: "Change anyway" }).click();
+  await page.getByRole("dialog", { name: "Deactivate finn@acme.test?" }).getByRole("button", { name: "Deactivate" }).click();
+  await page.locator("tr", { hasText: "finn@acme.test" }).getByText("Deactivated").waitFor();
+  const users = await api("GET", "/v1/users", admin.key);
+  const finn = users.body.users.find((u) => u.email === "finn@acme.test");
+  assert.equal(finn.active, false);
+  assert.equal(finn.external_id, "00uFinn");
+  assert.equal(users.body.users.find((u) => u.email === "dora@acme.test").external_id, null);
+});
+
 test("the audit log shows the changes, filtered by user", async () => {
   await nav("Audit log", "Audit log");
   const actions = await page.locator("table.audit tbody tr td:nth-child(2)").allTextContents();

@@ -225,6 +225,7 @@ impl TestApp {
             email: email.to_owned(),
             name: email.to_owned(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            external_id: None,
         };
         users::create(
             &mut self.conn(),

@@ -20,6 +20,7 @@ mod operability;
 mod ops;
 mod races;
 mod reads;
+mod scim;
 mod strict;
 mod v1_keys;
 mod verify;

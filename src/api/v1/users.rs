@@ -46,6 +46,10 @@ pub struct UserView<'a> {
     /// `null` until the user is changed.
     #[schema(format = DateTime, required = true)]
     updated_on: Option<String>,
+    /// The identity provider's id for a user it provisions over SCIM
+    /// (`externalId`); `null` for a user no provider manages.
+    #[schema(required = true)]
+    external_id: Option<&'a str>,
 }
 
 /// A page of users.
@@ -163,6 +167,7 @@ impl From<UserChangeBody> for UserChange {
             name: body.name,
             roles: body.roles,
             active: body.active,
+            ..UserChange::default()
         }
     }
 }
@@ -181,6 +186,7 @@ impl<'a> From<&'a User> for UserView<'a> {
             active: user.active,
             created_on: timestamp(user.created_at),
             updated_on: user.updated_at.map(timestamp),
+            external_id: user.external_id.as_deref(),
         }
     }
 }
