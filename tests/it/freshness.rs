@@ -286,7 +286,7 @@ struct Count {
 /// a revocation, a deactivation and a new key made through instance A are
 /// honoured by instance B within the bound.
 #[actix_rt::test]
-async fn without_triggers_keywards_own_writes_signal_themselves() {
+async fn without_triggers_keywards_own_writes_signal_themselves_postgres() {
     let Some(app) = TestApp::postgres() else {
         return skip_postgres();
     };
