@@ -381,6 +381,18 @@ const SIGNAL_TRIGGERS: [(&str, &str); 9] = [
     ("api_keys", "api_keys_deleted"),
 ];
 
+/// Drops the change signal's triggers, as distributing on Citus must
+/// ([`SIGNAL_TRIGGERS`]); keyward's own writes still signal themselves. Also
+/// how the tests play a Citus database on plain PostgreSQL.
+pub fn drop_signal_triggers(conn: &mut DbConnection) -> Result<(), Error> {
+    if let DbConnection::Postgres(pg) = conn {
+        for (table, trigger) in SIGNAL_TRIGGERS {
+            pg.batch_execute(&format!("DROP TRIGGER IF EXISTS {trigger} ON {table}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// On a PostgreSQL database with the `citus` extension, makes `tenants` a
 /// reference table and the tenant tables distributed by `tenant_id`,
 /// co-located with `users` (so a tenant's rows, and every query filtered by
@@ -416,9 +428,10 @@ pub fn distribute_for_citus(conn: &mut DbConnection) -> Result<CitusReport, Erro
     // Otherwise `create_reference_table('tenants')` quietly turns the tables
     // that refer to it into Citus-local tables, and distributing them fails.
     pg.batch_execute("SET citus.enable_local_reference_table_foreign_keys = off")?;
-    for (table, trigger) in SIGNAL_TRIGGERS {
-        pg.batch_execute(&format!("DROP TRIGGER IF EXISTS {trigger} ON {table}"))?;
-    }
+    drop_signal_triggers(conn)?;
+    let DbConnection::Postgres(pg) = conn else {
+        return Ok(report);
+    };
     for (table, colocate_with) in CITUS_LAYOUT {
         // `h`: hash-distributed; `n` with replication model `t`: a reference table.
         let done = diesel::sql_query(

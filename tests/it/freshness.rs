@@ -290,21 +290,7 @@ async fn without_triggers_keywards_own_writes_signal_themselves_postgres() {
     let Some(app) = TestApp::postgres() else {
         return skip_postgres();
     };
-    for (table, trigger) in [
-        ("tenants", "tenants_inserted"),
-        ("tenants", "tenants_updated"),
-        ("tenants", "tenants_deleted"),
-        ("users", "users_inserted"),
-        ("users", "users_updated"),
-        ("users", "users_deleted"),
-        ("api_keys", "api_keys_inserted"),
-        ("api_keys", "api_keys_updated"),
-        ("api_keys", "api_keys_deleted"),
-    ] {
-        diesel::sql_query(format!("DROP TRIGGER {trigger} ON {table}"))
-            .execute(&mut *app.conn())
-            .unwrap();
-    }
+    keyward::db::drop_signal_triggers(&mut app.conn()).unwrap();
     let w = World::new(&app);
     let b = instance_b(&app);
     let alice = format!("{KEYS}?UserId={}", w.alice.id);
