@@ -103,17 +103,21 @@ class Instance:
             time.sleep(0.05)
 
     def get(self, path, headers=None):
-        conn = getattr(self, "conn", None)
-        if conn is None:
-            conn = self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            conn.request("GET", path, headers=headers or {})
-            reply = conn.getresponse()
-            reply.read()
-            return reply.status, reply
-        except (OSError, http.client.HTTPException):
-            self.conn = None
-            raise
+        """GET on a kept-alive connection; one made afresh when the server
+        closed the idle one (its keep-alive timeout)."""
+        for attempt in (1, 2):
+            conn = getattr(self, "conn", None)
+            if conn is None:
+                conn = self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request("GET", path, headers=headers or {})
+                reply = conn.getresponse()
+                reply.read()
+                return reply.status, reply
+            except (OSError, http.client.HTTPException):
+                self.conn = None
+                if attempt == 2:
+                    raise
 
     def request(self, method, path, headers):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)

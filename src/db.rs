@@ -621,7 +621,7 @@ impl SignalCursor {
 ///   read or an earlier one. Rows re-read while a long transaction holds the
 ///   horizon back are recognised by their number and not reported twice.
 pub fn read_changes(conn: &mut DbConnection, cursor: &mut SignalCursor) -> Result<Changed, Error> {
-    use diesel::sql_types::{BigInt, Nullable, Text};
+    use diesel::sql_types::{BigInt, Text};
 
     #[derive(QueryableByName)]
     struct Number {
@@ -634,17 +634,6 @@ pub fn read_changes(conn: &mut DbConnection, cursor: &mut SignalCursor) -> Resul
         tenant_id: String,
         #[diesel(sql_type = BigInt)]
         version: i64,
-    }
-    #[derive(QueryableByName)]
-    struct PgRow {
-        #[diesel(sql_type = BigInt)]
-        horizon: i64,
-        #[diesel(sql_type = Nullable<BigInt>)]
-        seq: Option<i64>,
-        #[diesel(sql_type = Nullable<BigInt>)]
-        tx: Option<i64>,
-        #[diesel(sql_type = Nullable<Text>)]
-        tenant_id: Option<String>,
     }
 
     match conn {
@@ -698,23 +687,18 @@ pub fn read_changes(conn: &mut DbConnection, cursor: &mut SignalCursor) -> Resul
                 });
                 return Ok(Changed::Everything);
             };
-            let rows = diesel::sql_query(
-                "SELECT h.horizon, c.seq, c.tx, c.tenant_id \
-                 FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h \
-                 LEFT JOIN change_log c ON c.tx >= $1",
-            )
-            .bind::<BigInt, _>(*horizon)
-            .load::<PgRow>(pg)?;
-            let new_horizon = rows.first().map_or(*horizon, |r| r.horizon);
+            let rows = ChangesSince(*horizon)
+                .load::<(i64, Option<i64>, Option<i64>, Option<String>)>(pg)?;
+            let new_horizon = rows.first().map_or(*horizon, |r| r.0);
             let mut tenants = Vec::new();
             let mut everything = false;
             let mut still_seen = std::collections::HashSet::new();
-            for row in rows {
-                let (Some(seq), Some(tx)) = (row.seq, row.tx) else {
+            for (_, seq, tx, tenant_id) in rows {
+                let (Some(seq), Some(tx)) = (seq, tx) else {
                     continue;
                 };
                 if !seen.contains(&seq) {
-                    match row.tenant_id {
+                    match tenant_id {
                         Some(tenant) => tenants.push(tenant),
                         None => everything = true,
                     }
@@ -732,6 +716,38 @@ pub fn read_changes(conn: &mut DbConnection, cursor: &mut SignalCursor) -> Resul
         }
     }
 }
+
+/// The change watch's poll on PostgreSQL (see [`read_changes`]): the new
+/// horizon and the `change_log` rows at or above the old one, as a query of
+/// fixed text with a static id, so the watch's connection keeps it prepared
+/// (a `sql_query` is parsed and planned by the server on every poll).
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct ChangesSince(i64);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ChangesSince {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT h.horizon, c.seq, c.tx, c.tenant_id \
+             FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h \
+             LEFT JOIN change_log c ON c.tx >= ",
+        );
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.0)
+    }
+}
+
+impl diesel::query_builder::Query for ChangesSince {
+    type SqlType = (
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        diesel::sql_types::Nullable<diesel::sql_types::Text>,
+    );
+}
+
+impl RunQueryDsl<diesel::PgConnection> for ChangesSince {}
 
 /// Deletes the change signal's rows written before `before` by transactions
 /// below `horizon`: a [`SignalCursor::horizon`] taken at least a minute ago,
