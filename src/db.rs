@@ -543,9 +543,9 @@ pub fn dry_run<T>(
     outcome
 }
 
-/// Whether the current transaction has signalled a change to the tenant
-/// (the `change_log` row of [`note_change`] or of a trigger). On SQLite the
-/// triggers bump the tenant's row; that is checked in its tests, not here.
+/// Whether the current transaction has signalled a change to the tenant:
+/// on PostgreSQL its `change_log` row (of [`note_change`] or of a trigger);
+/// on SQLite the tenant's row in `tenant_changes`, which the triggers write.
 pub fn change_noted(conn: &mut DbConnection, tenant_id: &str) -> Result<bool, Error> {
     #[derive(QueryableByName)]
     struct Found {
@@ -560,7 +560,12 @@ pub fn change_noted(conn: &mut DbConnection, tenant_id: &str) -> Result<bool, Er
         .bind::<diesel::sql_types::Text, _>(tenant_id)
         .get_result::<Found>(pg)?
         .found),
-        DbConnection::Sqlite(_) => Ok(true),
+        DbConnection::Sqlite(c) => Ok(diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM tenant_changes WHERE tenant_id = $1) AS found",
+        )
+        .bind::<diesel::sql_types::Text, _>(tenant_id)
+        .get_result::<Found>(c)?
+        .found),
     }
 }
 
