@@ -332,6 +332,13 @@ pub fn backup(url: &DatabaseUrl, to: &std::path::Path, force: bool) -> Result<u6
     Ok(size)
 }
 
+/// The answer of a `SELECT EXISTS (...) AS found`.
+#[derive(QueryableByName)]
+struct Found {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    found: bool,
+}
+
 /// What `keyward migrate --citus` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CitusReport {
@@ -400,13 +407,7 @@ pub fn drop_signal_triggers(conn: &mut DbConnection) -> Result<(), Error> {
 /// again changes nothing; without the extension nothing is touched at all.
 /// SQLite has no such thing: an error, so a misdirected URL is noticed.
 pub fn distribute_for_citus(conn: &mut DbConnection) -> Result<CitusReport, Error> {
-    use diesel::sql_types::{Bool, Nullable, Text};
-
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = Bool)]
-        found: bool,
-    }
+    use diesel::sql_types::{Nullable, Text};
 
     let DbConnection::Postgres(pg) = conn else {
         return Err(Error::Config(
@@ -547,11 +548,6 @@ pub fn dry_run<T>(
 /// on PostgreSQL its `change_log` row (of [`note_change`] or of a trigger);
 /// on SQLite the tenant's row in `tenant_changes`, which the triggers write.
 pub fn change_noted(conn: &mut DbConnection, tenant_id: &str) -> Result<bool, Error> {
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        found: bool,
-    }
     match conn {
         DbConnection::Postgres(pg) => Ok(diesel::sql_query(
             "SELECT EXISTS (SELECT 1 FROM change_log \
