@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Error;
 use crate::keys::Scope;
+use crate::limiter::Plan;
+use crate::limits::AllowedIps;
 use crate::tenants::Tenant;
 use crate::users;
 
@@ -37,6 +39,10 @@ pub struct Identity {
     /// caller made from it.
     pub key_meta: KeyMeta,
     pub scopes: Vec<Scope>,
+    /// Where the key may be used from (API.md section 9); empty: anywhere.
+    pub allowed_ips: AllowedIps,
+    /// The counters a verification with the key spends from.
+    pub usage: Plan,
 }
 
 impl std::ops::Deref for Caller {
@@ -55,6 +61,8 @@ pub type KeyMeta = Arc<serde_json::Map<String, serde_json::Value>>;
 pub struct Origin {
     pub request_id: Option<String>,
     pub ip: Option<String>,
+    /// The client's address, by section 8's rule.
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Caller {
@@ -62,6 +70,15 @@ impl Caller {
         Self {
             identity: Arc::new(identity),
             origin,
+        }
+    }
+
+    /// 403 unless the key may be used from `ip` (the client's address by
+    /// section 8's rule; `None`: unknown).
+    pub fn check_address(&self, ip: Option<std::net::IpAddr>) -> Result<(), Error> {
+        match self.allowed_ips.allows(ip) {
+            true => Ok(()),
+            false => Err(Error::Forbidden(crate::limits::ADDRESS_NOT_ALLOWED)),
         }
     }
 

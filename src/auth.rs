@@ -19,6 +19,7 @@ use crate::api::context::RequestId;
 use crate::db::DbConnection;
 use crate::error::Error;
 use crate::keys::{self, secret};
+use crate::limiter::Plan;
 use crate::tenants;
 use crate::AppState;
 
@@ -203,6 +204,7 @@ pub fn authenticate(
         });
     }
     let key = &credential.key;
+    let usage = Plan::new(&tenant.id, &credential.control());
     let caller = Caller::new(
         Identity {
             tenant,
@@ -213,6 +215,8 @@ pub fn authenticate(
             key_expires_at: key.expires_at,
             key_meta: std::sync::Arc::new(key.meta.as_map().clone()),
             scopes: key.scopes.clone(),
+            allowed_ips: key.allowed_ips.clone(),
+            usage,
         },
         Origin::default(),
     );
@@ -294,16 +298,41 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        authenticate_with(req, |state| {
+        authenticate_with(req, Address::Check, |state| {
             Credentials::from_headers(req.headers(), state.settings.pinned_tenant())
         })
     }
+}
+
+/// A caller whose key's `allowed_ips` is not checked yet: `/v1/auth` checks
+/// it after the scopes (API.md section 9's order), with
+/// [`Caller::check_address`] and the caller's `origin.client`.
+pub struct Verifying(pub Caller);
+
+impl FromRequest for Verifying {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let caller = authenticate_with(req, Address::Later, |state| {
+            Credentials::from_headers(req.headers(), state.settings.pinned_tenant())
+        });
+        Box::pin(async move { caller.await.map(Verifying) })
+    }
+}
+
+/// Whether authentication checks the key's `allowed_ips`, or leaves it to the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Address {
+    Check,
+    Later,
 }
 
 /// Authenticates `req` with the credentials `read` finds in it: the one path
 /// every dialect's caller takes (throttle, cache, database, last use, metrics).
 pub fn authenticate_with(
     req: &HttpRequest,
+    address: Address,
     read: impl FnOnce(&AppState) -> Result<Credentials, Error>,
 ) -> LocalBoxFuture<'static, Result<Caller, Error>> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
@@ -319,6 +348,7 @@ pub fn authenticate_with(
     let origin = Origin {
         request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
         ip: peer.map(|ip| ip.to_string()),
+        client: peer,
     };
     Box::pin(async move {
         let (Some(state), Some(credentials)) = (state, credentials) else {
@@ -346,6 +376,9 @@ pub fn authenticate_with(
         match authenticated {
             Ok(mut caller) => {
                 caller.origin = origin;
+                if address == Address::Check {
+                    caller.check_address(peer)?;
+                }
                 state.usage.record(&caller.tenant.id, &caller.key_id, now);
                 Ok(caller)
             }

@@ -356,7 +356,7 @@ pub struct CitusReport {
 /// the coordinator, written by keyward in each write transaction
 /// ([`note_change`]) and read by every instance's watch without touching a
 /// shard.
-const CITUS_LAYOUT: [(&str, Option<&str>); 13] = [
+const CITUS_LAYOUT: [(&str, Option<&str>); 15] = [
     ("tenants", None),
     ("users", Some("users")),
     ("api_keys", Some("users")),
@@ -370,6 +370,8 @@ const CITUS_LAYOUT: [(&str, Option<&str>); 13] = [
     ("usage_hours", Some("users")),
     ("usage_days", Some("users")),
     ("usage_rollups", None),
+    ("rate_windows", Some("users")),
+    ("credit_balances", Some("users")),
 ];
 
 /// The change signal's triggers (migration 000005). Citus cannot run them in

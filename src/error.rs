@@ -58,6 +58,9 @@ pub enum Error {
     RequestTimeout,
     #[error("too many failed authentications")]
     RateLimited { retry_after_secs: u64 },
+    /// A verification refused by usage control (API.md section 9).
+    #[error("usage exceeded: {}", .0.title)]
+    UsageExceeded(Box<UsageRefusal>),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
@@ -68,6 +71,16 @@ pub enum Error {
     Config(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What a usage refusal says: `title` names what ran out; `retry_after_secs`
+/// when it comes back (never, for credits that do not refill); for a rate
+/// limit, the values of the `RateLimit-Policy` and `RateLimit` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRefusal {
+    pub title: String,
+    pub retry_after_secs: Option<u64>,
+    pub ratelimit: Option<(String, String)>,
 }
 
 impl Error {
@@ -99,7 +112,7 @@ impl Error {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::UsageExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Migration(_) | Self::Config(_) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

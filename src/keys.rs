@@ -28,6 +28,7 @@ use self::secret::Secret;
 use crate::access::Caller;
 use crate::audit::{self, Action, Actor, Target};
 use crate::db::{DbConnection, MultiBackend, Stamp};
+use crate::limits::{AllowedIps, Control, ControlChange, Limits};
 use crate::error::{Error, FieldErrors};
 use crate::memo::Rendered;
 use crate::paging::{self, Page};
@@ -110,6 +111,15 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
     /// What the tenant attached to the key; empty when nothing.
     pub meta: Meta,
+    /// The key's own rate limits and credits (API.md section 9).
+    pub limits: Limits,
+    pub allowed_ips: AllowedIps,
+    /// Whose counters the key spends from: its own id, or after a rotation
+    /// the id its first ancestor had (one balance across a rotation).
+    pub usage_id: String,
+    /// The credit balance when the key was read with [`with_balances`]
+    /// (`None` otherwise, and for unlimited keys).
+    pub credits_remaining: Option<i64>,
 }
 
 impl ApiKey {
@@ -171,12 +181,15 @@ struct KeyRow {
     revoked_at: Option<Stamp>,
     last_used_at: Option<Stamp>,
     meta: String,
+    ratelimits: String,
+    credits: Option<String>,
+    allowed_ips: String,
+    usage_id: Option<String>,
 }
 
 impl From<KeyRow> for ApiKey {
     fn from(row: KeyRow) -> Self {
         Self {
-            id: row.id,
             user_id: row.user_id,
             name: row.name,
             token_hash: row.secret_hash,
@@ -187,6 +200,11 @@ impl From<KeyRow> for ApiKey {
             revoked_at: row.revoked_at.map(|t| t.0.and_utc()),
             last_used_at: row.last_used_at.map(|t| t.0.and_utc()),
             meta: Meta::decode(&row.meta),
+            limits: Limits::decode(&row.ratelimits, row.credits.as_deref()),
+            allowed_ips: AllowedIps::decode(&row.allowed_ips),
+            usage_id: row.usage_id.unwrap_or_else(|| row.id.clone()),
+            id: row.id,
+            credits_remaining: None,
         }
     }
 }
@@ -226,6 +244,21 @@ pub struct Credential {
     pub key: ApiKey,
     pub roles: Vec<String>,
     pub user_active: bool,
+    /// The user's own rate limits and credits, shared by all its keys.
+    pub user_limits: Limits,
+}
+
+impl Credential {
+    /// What limits the key at verification.
+    pub fn control(&self) -> Control {
+        Control {
+            key_owner: self.key.usage_id.clone(),
+            key: self.key.limits.clone(),
+            user_owner: self.key.user_id.clone(),
+            user: self.user_limits.clone(),
+            allowed_ips: self.key.allowed_ips.clone(),
+        }
+    }
 }
 
 impl Credential {
@@ -247,7 +280,7 @@ pub fn find_for_authentication(
     tenant_id: &str,
     hash: &str,
 ) -> Result<Option<Credential>, Error> {
-    let row: Option<(KeyRow, String, bool)> = api_keys::table
+    let row: Option<(KeyRow, String, bool, String, Option<String>)> = api_keys::table
         .inner_join(
             users::table.on(users::tenant_id
                 .eq(api_keys::tenant_id)
@@ -255,14 +288,23 @@ pub fn find_for_authentication(
         )
         .filter(api_keys::tenant_id.eq(tenant_id))
         .filter(api_keys::secret_hash.eq(hash))
-        .select((KeyRow::as_select(), users::roles, users::active))
+        .select((
+            KeyRow::as_select(),
+            users::roles,
+            users::active,
+            users::ratelimits,
+            users::credits,
+        ))
         .first(conn)
         .optional()?;
-    Ok(row.map(|(key, roles, user_active)| Credential {
-        key: ApiKey::from(key),
-        roles: decode_roles(&roles),
-        user_active,
-    }))
+    Ok(row.map(
+        |(key, roles, user_active, ratelimits, credits)| Credential {
+            key: ApiKey::from(key),
+            roles: decode_roles(&roles),
+            user_active,
+            user_limits: Limits::decode(&ratelimits, credits.as_deref()),
+        },
+    ))
 }
 
 /// When a new key stops working.
@@ -340,6 +382,8 @@ pub struct NewKey {
     pub expiry: Expiry,
     pub scopes: Vec<Scope>,
     pub meta: Meta,
+    /// Usage control sent with it; only Administrators may send any but the defaults.
+    pub control: ControlChange,
 }
 
 impl NewKey {
@@ -353,11 +397,16 @@ impl NewKey {
             expiry,
             scopes: scopes.unwrap_or_else(|| DEFAULT_SCOPES.to_vec()),
             meta: Meta::default(),
+            control: ControlChange::default(),
         }
     }
 
     pub fn with_meta(self, meta: Meta) -> Self {
         Self { meta, ..self }
+    }
+
+    pub fn with_control(self, control: ControlChange) -> Self {
+        Self { control, ..self }
     }
 
     /// Checks what can be checked without the database; returns the expiry instant.
@@ -392,9 +441,12 @@ pub fn create(
     now: DateTime<Utc>,
 ) -> Result<(ApiKey, Secret), Error> {
     let expires_at = new.validate(tenant, now)?;
-    insert(conn, tenant, new, expires_at, prefix, now, &Actor::cli())
+    insert(conn, tenant, new, expires_at, prefix, now, &Actor::cli(), None)
 }
 
+/// Inserts a key; a rotation's new key (`heir_of`: the old one) inherits
+/// the old key's usage control and its counters (one credit balance).
+#[expect(clippy::too_many_arguments)]
 fn insert(
     conn: &mut DbConnection,
     tenant: &Tenant,
@@ -403,6 +455,7 @@ fn insert(
     prefix: &str,
     now: DateTime<Utc>,
     actor: &Actor,
+    heir_of: Option<&ApiKey>,
 ) -> Result<(ApiKey, Secret), Error> {
     new.scopes.sort();
     new.scopes.dedup();
@@ -420,8 +473,29 @@ fn insert(
             return Err(Error::invalid("user_id", USER_ID_INVALID));
         }
         let secret = Secret::generate(prefix);
-        let key = ApiKey {
-            id: Uuid::now_v7().to_string(),
+        let id = Uuid::now_v7().to_string();
+        let now_ms = now.timestamp_millis();
+        let (limits, allowed_ips, usage_id) = match heir_of {
+            Some(old) => (
+                old.limits.clone(),
+                old.allowed_ips.clone(),
+                old.usage_id.clone(),
+            ),
+            None => (
+                new.control.apply(&Limits::default(), now_ms),
+                new.control.allowed_ips.clone().unwrap_or_default(),
+                id.clone(),
+            ),
+        };
+        let credits_remaining = match (heir_of, new.control.new_balance()) {
+            (None, Some(balance)) => {
+                crate::limiter::store::set_balance(conn, &tenant.id, &usage_id, balance, now_ms)?;
+                Some(balance as i64)
+            }
+            _ => None,
+        };
+        let mut key = ApiKey {
+            id,
             user_id: new.user_id,
             name: new.name,
             token_hash: secret.hash(),
@@ -432,7 +506,14 @@ fn insert(
             revoked_at: None,
             last_used_at: None,
             meta: new.meta,
+            limits,
+            allowed_ips,
+            usage_id,
+            credits_remaining,
         };
+        if heir_of.is_some() {
+            with_balances(conn, &tenant.id, std::slice::from_mut(&mut key), now)?;
+        }
         diesel::insert_into(api_keys::table)
             .values((
                 api_keys::tenant_id.eq(&tenant.id),
@@ -444,6 +525,10 @@ fn insert(
                 api_keys::expires_at.eq(expires_at.naive_utc()),
                 api_keys::created_at.eq(now.naive_utc()),
                 api_keys::meta.eq(key.meta.encode()),
+                api_keys::ratelimits.eq(key.limits.encode_ratelimits()),
+                api_keys::credits.eq(key.limits.encode_credits()),
+                api_keys::allowed_ips.eq(key.allowed_ips.encode()),
+                api_keys::usage_id.eq(&key.usage_id),
             ))
             .execute(conn)?;
         audit::record(
@@ -476,6 +561,13 @@ pub fn create_for(
         ));
     }
     caller.require_grantable(&new.scopes)?;
+    if !caller.is_admin()
+        && new
+            .control
+            .differs_from(&Limits::default(), &AllowedIps::default(), None)
+    {
+        return Err(Error::Forbidden(crate::limits::ADMINS_ONLY));
+    }
     insert(
         conn,
         &caller.tenant,
@@ -484,6 +576,7 @@ pub fn create_for(
         prefix,
         now,
         &Actor::from(caller),
+        None,
     )
 }
 
@@ -864,9 +957,19 @@ pub fn rotate_for(
             expiry: Expiry::At(expires_at),
             scopes: old.scopes.clone(),
             meta: old.meta.clone(),
+            control: ControlChange::default(),
         };
         let actor = Actor::from(caller);
-        let (key, secret) = insert(conn, tenant, new, expires_at, prefix, now, &actor)?;
+        let (key, secret) = insert(
+            conn,
+            tenant,
+            new,
+            expires_at,
+            prefix,
+            now,
+            &actor,
+            Some(&old),
+        )?;
         audit::record(
             conn,
             &tenant.id,
@@ -885,6 +988,7 @@ pub fn rotate_for(
 pub struct KeyChange {
     pub name: Option<String>,
     pub meta: Option<Meta>,
+    pub control: ControlChange,
 }
 
 /// Renames the key `id` or replaces its metadata, as its owner or an
@@ -912,6 +1016,25 @@ pub fn update_for(
         if let Some(meta) = change.meta {
             key.meta = meta;
         }
+        with_balances(conn, tenant_id, std::slice::from_mut(&mut key), now)?;
+        let control = &change.control;
+        if !caller.is_admin()
+            && control.differs_from(&key.limits, &key.allowed_ips, key.credits_remaining)
+        {
+            return Err(Error::Forbidden(crate::limits::ADMINS_ONLY));
+        }
+        let now_ms = now.timestamp_millis();
+        key.limits = control.apply(&key.limits, now_ms);
+        if let Some(allowed_ips) = &control.allowed_ips {
+            key.allowed_ips = allowed_ips.clone();
+        }
+        if let Some(balance) = control.new_balance() {
+            crate::limiter::store::set_balance(conn, tenant_id, &key.usage_id, balance, now_ms)?;
+            key.credits_remaining = Some(balance as i64);
+        }
+        if key.limits.credits.is_none() {
+            key.credits_remaining = None;
+        }
         key.updated_at = Some(now);
         diesel::update(api_keys::table)
             .filter(api_keys::tenant_id.eq(tenant_id))
@@ -919,6 +1042,9 @@ pub fn update_for(
             .set((
                 api_keys::name.eq(&key.name),
                 api_keys::meta.eq(key.meta.encode()),
+                api_keys::ratelimits.eq(key.limits.encode_ratelimits()),
+                api_keys::credits.eq(key.limits.encode_credits()),
+                api_keys::allowed_ips.eq(key.allowed_ips.encode()),
                 api_keys::updated_at.eq(now.naive_utc()),
             ))
             .execute(conn)?;
@@ -943,9 +1069,41 @@ pub fn get_for(
     now: DateTime<Utc>,
 ) -> Result<ApiKey, Error> {
     caller.require_scope(Scope::UserKeyManagement)?;
-    find_unrevoked(conn, &caller.tenant.id, &KeyRef::Id(id.to_owned()), now)?
+    let mut key = find_unrevoked(conn, &caller.tenant.id, &KeyRef::Id(id.to_owned()), now)?
         .filter(|key| caller.may_act_for(&key.user_id))
-        .ok_or(Error::NotFound)
+        .ok_or(Error::NotFound)?;
+    with_balances(conn, &caller.tenant.id, std::slice::from_mut(&mut key), now)?;
+    Ok(key)
+}
+
+/// Fills in the credit balance (as of `now`, refills applied) of each of
+/// `keys` that has credits: one query, none when no key has credits.
+pub fn with_balances(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    keys: &mut [ApiKey],
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let owners: Vec<&str> = keys
+        .iter()
+        .filter(|k| k.limits.credits.is_some())
+        .map(|k| k.usage_id.as_str())
+        .collect();
+    if owners.is_empty() {
+        return Ok(());
+    }
+    let balances = crate::limiter::store::balances(conn, tenant_id, &owners)?;
+    let now_ms = now.timestamp_millis();
+    for key in keys.iter_mut() {
+        if let Some(credits) = &key.limits.credits {
+            key.credits_remaining = Some(
+                balances
+                    .get(&key.usage_id)
+                    .map_or(0, |b| credits.balance(b.remaining, b.refilled_at, now_ms)),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// How a request names a key: by id, or by the hash of its secret.
@@ -1152,6 +1310,10 @@ mod tests {
             revoked_at,
             last_used_at: None,
             meta: Meta::default(),
+            limits: Limits::default(),
+            allowed_ips: AllowedIps::default(),
+            usage_id: "k".into(),
+            credits_remaining: None,
         }
     }
 

@@ -20,6 +20,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod keys;
+pub mod limiter;
+pub mod limits;
 pub mod memo;
 pub mod metrics;
 pub mod paging;
@@ -59,6 +61,8 @@ pub struct AppState {
     /// Whether caches may answer; kept fresh by [`AppState::watch_changes`].
     pub changes: changes::ChangeWatch,
     pub metrics: Arc<metrics::Metrics>,
+    /// This instance's leases of rate limits and credits; see [`AppState::spend`].
+    pub limiter: limiter::Limiter,
     /// Webhooks' rules, sealing key, and the sender's wake-up bell.
     pub webhooks: webhooks::Hub,
     /// Per-thread read connections, on a SQLite file; see [`AppState::read`].
@@ -87,6 +91,7 @@ impl AppState {
             auth_cache: auth::cache::AuthCache::default(),
             changes: changes::ChangeWatch::default(),
             metrics: Arc::new(metrics::Metrics::new()),
+            limiter: limiter::Limiter::default(),
             webhooks,
             readers,
             own_keys: batch::Batcher::new(keys::own_listings_of),
@@ -124,6 +129,70 @@ impl AppState {
             .spawn(move || analytics_loop(&state))
             .map(|_| ())
             .map_err(|e| Error::Internal(format!("cannot start the usage counter: {e}")))
+    }
+
+    /// Gives back the leases held unused for [`limiter::IDLE_MS`], and
+    /// prunes windows that ended, in a thread that ends when the state is
+    /// dropped (`serve` gives back the rest at shutdown: [`AppState::give_back_leases`]).
+    pub fn keep_leases(self: &Arc<Self>) -> Result<(), Error> {
+        let state = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("keyward-leases".into())
+            .spawn(move || leases_loop(&state))
+            .map(|_| ())
+            .map_err(|e| Error::Internal(format!("cannot start the lease keeper: {e}")))
+    }
+
+    /// Gives back what has been held unused for `idle_ms` (all of it, with
+    /// 0); returns how many leases.
+    pub async fn give_back_leases(self: &Arc<Self>, idle_ms: i64) -> Result<usize, Error> {
+        let unused = self
+            .limiter
+            .give_back(self.clock.now().timestamp_millis(), idle_ms);
+        let n = unused.len();
+        if n > 0 {
+            self.db(move |conn| limiter::restore(conn, &unused)).await?;
+        }
+        Ok(n)
+    }
+
+    /// Spends `cost` from every counter of `plan` (API.md section 9): from
+    /// this instance's leases, reserving from the database when they run
+    /// short, one reservation per counter at a time. All or nothing:
+    /// `Ok(Err(_))` names what ran out, and nothing was spent.
+    pub async fn spend(
+        &self,
+        plan: &limiter::Plan,
+        cost: i64,
+    ) -> Result<Result<limiter::Spent, limiter::Exhausted>, Error> {
+        // A round fails without a refusal only when another request spent a
+        // counter between the check and the grant; it cannot go on forever
+        // without some counter running out, but is bounded all the same.
+        for _ in 0..16 {
+            let now_ms = self.clock.now().timestamp_millis();
+            let lacking = match self.limiter.try_spend(plan, cost, now_ms) {
+                Ok(spent) => return Ok(Ok(spent)),
+                Err(lacking) => lacking,
+            };
+            let mut held = Vec::new();
+            for gate in self.limiter.gates(plan, &lacking) {
+                held.push(gate.lock_owned().await);
+            }
+            // Someone else may have reserved while this one waited.
+            let lacking = match self.limiter.try_spend(plan, cost, now_ms) {
+                Ok(spent) => return Ok(Ok(spent)),
+                Err(lacking) => lacking,
+            };
+            let needs = self.limiter.needs(plan, &lacking, cost, now_ms);
+            let asked = needs.clone();
+            let grants = self.db(move |conn| limiter::reserve(conn, &asked)).await?;
+            match self.limiter.add_and_spend(plan, cost, &needs, &grants) {
+                Ok(spent) => return Ok(Ok(spent)),
+                Err(Some(index)) => return Ok(Err(self.limiter.exhausted(plan, index, now_ms))),
+                Err(None) => continue,
+            }
+        }
+        Err(Error::Unavailable("usage counters too contended".into()))
     }
 
     /// Writes the counted verifications now (at shutdown); returns the rows written.
@@ -392,6 +461,36 @@ fn analytics_loop(state: &std::sync::Weak<AppState>) {
                     warned = true;
                 }
             }
+        }
+    }
+}
+
+/// The lease keeper's thread: see [`AppState::keep_leases`].
+fn leases_loop(state: &std::sync::Weak<AppState>) {
+    let mut pruned = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let now_ms = state.clock.now().timestamp_millis();
+        let unused = state.limiter.give_back(now_ms, limiter::IDLE_MS);
+        let prune = pruned.elapsed() >= std::time::Duration::from_secs(60);
+        if unused.is_empty() && !prune {
+            continue;
+        }
+        let result = state.pool.get().map_err(Error::from).and_then(|mut conn| {
+            limiter::restore(&mut conn, &unused)?;
+            if prune {
+                pruned = std::time::Instant::now();
+                // A window is kept a minute past its end: an instance whose
+                // clock lags may still reserve from it.
+                limiter::store::prune_windows(&mut conn, now_ms - 60_000)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            log::warn!("could not give back unused leases (they are lost, never spent twice): {e}");
         }
     }
 }

@@ -361,6 +361,8 @@ fn probe(
                 key_expires_at: key.expires_at,
                 key_meta: Default::default(),
                 scopes: key.scopes.clone(),
+                allowed_ips: Default::default(),
+                usage: Default::default(),
             },
             Origin::default(),
         );
@@ -424,6 +426,7 @@ fn serve(settings: Settings) -> Result<(), Error> {
     let state = web::Data::new(AppState::new(pool, settings, Arc::new(SystemClock)));
     state.clone().into_inner().watch_changes()?;
     state.clone().into_inner().count_usage()?;
+    state.clone().into_inner().keep_leases()?;
     let io = |e: std::io::Error| Error::Config(format!("cannot serve on {bind}: {e}"));
     actix_web::rt::System::new().block_on(async {
         // On SIGINT/SIGTERM the server stops accepting and lets in-flight requests finish.
@@ -456,6 +459,10 @@ fn serve(settings: Settings) -> Result<(), Error> {
         match state.flush_counts().await {
             Ok(n) => log::info!("stopped; wrote {n} rows of usage counts"),
             Err(e) => log::warn!("stopped; could not write usage counts: {e}"),
+        }
+        match state.give_back_leases(0).await {
+            Ok(n) => log::info!("stopped; gave back {n} unused leases of rate limits and credits"),
+            Err(e) => log::warn!("stopped; could not give back unused leases: {e}"),
         }
         served
     })

@@ -24,6 +24,8 @@ diesel::table! {
         updated_at -> Nullable<Timestamp>,
         external_id -> Nullable<Text>,
         deprovisioned_at -> Nullable<Timestamp>,
+        ratelimits -> Text,
+        credits -> Nullable<Text>,
     }
 }
 
@@ -41,6 +43,10 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
         meta -> Text,
+        ratelimits -> Text,
+        credits -> Nullable<Text>,
+        allowed_ips -> Text,
+        usage_id -> Nullable<Text>,
     }
 }
 
@@ -196,3 +202,28 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_notices,
     api_keys,
 );
+
+diesel::table! {
+    /// Rate-limit windows: what instances have reserved of each (limiter.rs).
+    rate_windows (tenant_id, owner_id, name, duration_ms, window_start) {
+        tenant_id -> Text,
+        owner_id -> Text,
+        name -> Text,
+        duration_ms -> BigInt,
+        window_start -> BigInt,
+        window_end -> BigInt,
+        used -> BigInt,
+        granted -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Credit balances, of a key's counters or a user's (limiter.rs).
+    credit_balances (tenant_id, owner_id) {
+        tenant_id -> Text,
+        owner_id -> Text,
+        remaining -> BigInt,
+        refilled_at -> BigInt,
+        granted -> BigInt,
+    }
+}

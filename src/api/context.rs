@@ -12,6 +12,10 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
 
 use crate::error::Error;
+
+/// draft-ietf-httpapi-ratelimit-headers' two fields (API.md section 9).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 use crate::{AppState, MAX_BODY_BYTES};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -145,6 +149,19 @@ pub async fn middleware(
             rendered
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        if let Error::UsageExceeded(refusal) = error {
+            let headers = rendered.headers_mut();
+            if let Some(secs) = refusal.retry_after_secs {
+                headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+            }
+            if let Some((policy, state)) = &refusal.ratelimit {
+                for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
+                    if let Ok(value) = HeaderValue::from_str(value) {
+                        headers.insert(name, value);
+                    }
+                }
+            }
         }
         res = res.into_response(rendered);
         for (name, value) in kept {

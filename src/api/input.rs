@@ -29,6 +29,19 @@ impl JsonObject {
         });
         value.filter(|v| !v.is_null())
     }
+
+    /// Like [`JsonObject::get`], but `null` is returned as sent (where
+    /// `null` means something: `credits: null` is unlimited).
+    pub fn get_or_null(&self, name: &str) -> Option<&Value> {
+        self.get(name).or_else(|| {
+            let normalize = |s: &str| s.replace('_', "").to_ascii_lowercase();
+            let wanted = normalize(name);
+            self.0
+                .iter()
+                .find(|(k, _)| normalize(k) == wanted)
+                .map(|(_, v)| v)
+        })
+    }
 }
 
 fn is_json(content_type: &str) -> bool {

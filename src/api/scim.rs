@@ -119,7 +119,7 @@ impl FromRequest for ScimCaller {
                 None => format!("{}://{}/scim/v2", info.scheme(), info.host()),
             }
         };
-        let authenticated = auth::authenticate_with(req, |state| {
+        let authenticated = auth::authenticate_with(req, auth::Address::Check, |state| {
             Credentials::from_bearer(
                 req.headers(),
                 path_tenant.as_deref(),
@@ -175,6 +175,7 @@ pub fn error_response(error: &Error) -> HttpResponse {
         Error::UriTooLong => (None, "Request target longer than 8 KiB.".into()),
         Error::HeadersTooLarge => (None, "Request header fields too large.".into()),
         Error::RateLimited { .. } => (None, "Too many failed authentications.".into()),
+        Error::UsageExceeded(refusal) => (None, refusal.title.clone().into()),
         Error::Unavailable(_) => (None, "Service unavailable.".into()),
         Error::Database(_) | Error::Migration(_) | Error::Config(_) | Error::Internal(_) => (
             None,

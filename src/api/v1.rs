@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod limits;
 pub mod usage;
 pub mod users;
 pub mod verify;
@@ -229,6 +230,11 @@ pub fn problem(error: &Error, request_id: &str) -> HttpResponse {
         Error::RateLimited { .. } => (
             "https://tools.ietf.org/html/rfc6585#section-4",
             "Too many failed authentications",
+            None,
+        ),
+        Error::UsageExceeded(refusal) => (
+            "https://tools.ietf.org/html/rfc6585#section-4",
+            refusal.title.as_str(),
             None,
         ),
         Error::Unavailable(_) => (

@@ -262,6 +262,8 @@ mod tests {
                 key_expires_at: expires_at,
                 key_meta: Default::default(),
                 scopes: vec![],
+                allowed_ips: Default::default(),
+                usage: Default::default(),
             },
             Origin::default(),
         );
@@ -277,11 +279,16 @@ mod tests {
             revoked_at,
             last_used_at: None,
             meta: Default::default(),
+            limits: Default::default(),
+            allowed_ips: Default::default(),
+            usage_id: "k".into(),
+            credits_remaining: None,
         };
         let credential = Credential {
             key,
             roles: vec![],
             user_active: true,
+            user_limits: Default::default(),
         };
         Authenticated { caller, credential }
     }

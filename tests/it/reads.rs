@@ -191,6 +191,8 @@ both_backends! {
             key_expires_at: second.expires_at,
             key_meta: Default::default(),
             scopes: vec![Scope::UserKeyManagement],
+            allowed_ips: Default::default(),
+            usage: Default::default(),
         };
         let caller = keyward::access::Caller::new(identity, Default::default());
         fn ids(keys: &[ApiKey]) -> Result<bytes::Bytes, keyward::error::Error> {

@@ -122,7 +122,7 @@ both_backends! {
             "userName": "carol.doe@acme.test",
             "name": {"formatted": "Carol Doe"},
             "displayName": "Carol Doe",
-            "emails": [{"value": "carol.doe@acme.test", "type": "work", "primary": true}],
+            "emails": [{"value": "carol.doe@acme.test", "type": "work"}],
             "active": true,
             "externalId": "00u1Okta",
             "roles": [{"value": "Administrators"}],

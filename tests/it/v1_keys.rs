@@ -53,6 +53,9 @@ both_backends! {
             "scopes": ["public_api", "user_key_management"],
             "last_used_on": null,
             "meta": {},
+            "ratelimits": [],
+            "credits": null,
+            "allowed_ips": [],
         }));
     }
 
@@ -170,6 +173,9 @@ both_backends! {
             "scopes": ["public_api"],
             "last_used_on": null,
             "meta": {},
+            "ratelimits": [],
+            "credits": null,
+            "allowed_ips": [],
             "key": secret,
         }));
         // The secret works, and is never shown again.

@@ -93,6 +93,8 @@ both_backends! {
             "roles": ["Default users"],
             "expires_at": rfc3339(w.alice_key.0.expires_at),
             "meta": {},
+            "ratelimits": [],
+            "credits": {"key": null, "user": null},
         }));
         assert_eq!(reply.body["expires_at"], "2026-07-16T00:00:00Z");
         assert_eq!(reply.header("x-keyward-tenant"), Some("acme"));

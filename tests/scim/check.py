@@ -55,7 +55,7 @@ def _fill_user_like_keyward(context, obj, *args, **kwargs):
         obj.user_name = address
         if getattr(obj, "emails", None):
             email = obj.emails[0]
-            email.value, email.type, email.primary = address, "work", True
+            email.value, email.type = address, "work"
             obj.emails = [email]
         if getattr(obj, "name", None) is not None and getattr(obj, "display_name", None):
             obj.name.formatted = obj.display_name

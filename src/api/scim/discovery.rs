@@ -185,13 +185,14 @@ fn schema_list(base: &str) -> Vec<Value> {
             )
             .required()]),
         attr("displayName", "string", "The user's name (default: userName).").required(),
-        attr("emails", "complex", "Derived from userName: one work address, primary. Setting the primary or work address changes userName.")
+        // `primary` is not described: with one address there is nothing to
+        // choose, and a flag that could not be kept as sent would not round-trip.
+        attr("emails", "complex", "Derived from userName: one work address. Setting the primary or work address changes userName.")
             .multi()
             .required()
             .subs(vec![
                 attr("value", "string", "The address."),
                 attr("type", "string", "Always work.").canonical(&["work"]),
-                attr("primary", "boolean", "Always true."),
             ]),
         attr("active", "boolean", "Whether the user (and so its keys) may act (default: true).")
             .required(),

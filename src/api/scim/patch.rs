@@ -394,7 +394,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(doc["emails"][0]["value"], "b@x.test");
-        assert_eq!(doc["emails"][0]["primary"], true);
     }
 
     #[test]

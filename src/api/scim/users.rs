@@ -34,7 +34,7 @@ pub fn render(user: &User, base: &str) -> Value {
         "userName": user.email,
         "name": {"formatted": user.name},
         "displayName": user.name,
-        "emails": [{"value": user.email, "type": "work", "primary": true}],
+        "emails": [{"value": user.email, "type": "work"}],
         "active": user.active,
         "meta": {
             "resourceType": "User",
@@ -547,7 +547,8 @@ pub fn user_filter(filter: &Filter) -> Result<UserFilter, Error> {
     })
 }
 
-/// A filter inside `emails[...]`: every user has one email, of type `work`, primary.
+/// A filter inside `emails[...]`: every user has one email, of type `work`;
+/// identity providers that ask for the primary one get it.
 fn email_filter(filter: &Filter) -> Result<UserFilter, Error> {
     Ok(match filter {
         Filter::And(a, b) => {

@@ -20,7 +20,9 @@ use crate::keys::{
     self, ApiKey, Expiry, KeyChange, KeyFilter, KeyState, Meta, NewKey, OwnKeys, Rendering,
     Rotation, Scope, SCOPES_INVALID, USER_ID_INVALID,
 };
+use crate::limits::{self, AllowedIps, ControlChange, CreditsSetting, RateLimit};
 use crate::paging::Page;
+use super::limits::{CreditsSchema, RateLimitSchema};
 use crate::AppState;
 
 /// The fixed message of a DELETE whose id names no key the caller may see.
@@ -68,6 +70,14 @@ pub struct KeyView<'a> {
     /// What the tenant attached to the key; `{}` when nothing.
     #[schema(value_type = Object)]
     meta: &'a serde_json::Map<String, Value>,
+    /// The key's own rate limits (API.md section 9); `[]` when none.
+    #[schema(value_type = Vec<RateLimitSchema>)]
+    ratelimits: &'a [RateLimit],
+    /// `null`: unlimited; else the balance now, and its refill.
+    #[schema(value_type = Option<CreditsSchema>, required = true)]
+    credits: Value,
+    /// Where the key may be used from, as canonical CIDRs; `[]`: anywhere.
+    allowed_ips: Vec<String>,
 }
 
 impl KeyView<'_> {
@@ -87,6 +97,9 @@ impl<'a> From<&'a ApiKey> for KeyView<'a> {
             scopes: &key.scopes,
             last_used_on: key.last_used_at.map(Timestamp),
             meta: key.meta.as_map(),
+            ratelimits: &key.limits.ratelimits,
+            credits: limits::credits_view(key.limits.credits.as_ref(), key.credits_remaining),
+            allowed_ips: key.allowed_ips.to_strings(),
         }
     }
 }
@@ -203,6 +216,26 @@ pub struct NewKeyBody {
     /// Any JSON object of at most 4 KiB serialized; default `{}`.
     #[schema(value_type = Option<Object>)]
     pub meta: Option<Meta>,
+    /// Administrators only; default `[]` (API.md section 9).
+    #[schema(value_type = Option<Vec<RateLimitSchema>>, max_items = 5)]
+    pub ratelimits: Option<Vec<RateLimit>>,
+    /// Administrators only; default `null` (unlimited).
+    #[schema(value_type = Option<CreditsSchema>)]
+    pub credits: Option<Option<CreditsSetting>>,
+    /// Administrators only: IPv4/IPv6 addresses or CIDRs; default `[]` (anywhere).
+    #[schema(value_type = Option<Vec<String>>, max_items = 100)]
+    pub allowed_ips: Option<AllowedIps>,
+}
+
+/// `ratelimits`, `credits` and `allowed_ips`, adding their errors to `errors`.
+fn control(body: &JsonObject, errors: &mut FieldErrors) -> ControlChange {
+    match ControlChange::from_json(|name| body.get_or_null(name), true) {
+        Ok(change) => change,
+        Err(error) => {
+            errors.append(&mut invalid_fields(error));
+            ControlChange::default()
+        }
+    }
 }
 
 /// `meta`: an object that fits, or `None` after recording why not.
@@ -280,6 +313,7 @@ impl NewKeyBody {
             None => Some(None),
             Some(value) => meta(value, &mut errors).map(Some),
         };
+        let control = control(body, &mut errors);
         match (name, user_id, expiration_date, scopes, meta) {
             (Some(name), Some(user_id), Some(expiration_date), Some(scopes), Some(meta))
                 if errors.is_empty() =>
@@ -290,6 +324,9 @@ impl NewKeyBody {
                     expiration_date,
                     scopes,
                     meta,
+                    ratelimits: control.ratelimits,
+                    credits: control.credits,
+                    allowed_ips: control.allowed_ips,
                 })
             }
             _ => Err(Error::Invalid(errors)),
@@ -306,6 +343,11 @@ impl From<NewKeyBody> for NewKey {
             body.scopes,
         )
         .with_meta(body.meta.unwrap_or_default())
+        .with_control(ControlChange {
+            ratelimits: body.ratelimits,
+            credits: body.credits,
+            allowed_ips: body.allowed_ips,
+        })
     }
 }
 
@@ -318,6 +360,15 @@ pub struct KeyChangeBody {
     /// Replaces the key's metadata: any JSON object of at most 4 KiB serialized.
     #[schema(value_type = Option<Object>)]
     pub meta: Option<Meta>,
+    /// Replaces the key's rate limits (Administrators only).
+    #[schema(value_type = Option<Vec<RateLimitSchema>>, max_items = 5)]
+    pub ratelimits: Option<Vec<RateLimit>>,
+    /// Sets the key's credits anew, or `null` for unlimited (Administrators only).
+    #[schema(value_type = Option<CreditsSchema>)]
+    pub credits: Option<Option<CreditsSetting>>,
+    /// Replaces the addresses the key may be used from (Administrators only).
+    #[schema(value_type = Option<Vec<String>>, max_items = 100)]
+    pub allowed_ips: Option<AllowedIps>,
 }
 
 impl KeyChangeBody {
@@ -336,10 +387,17 @@ impl KeyChangeBody {
             name
         });
         let meta = body.get("meta").and_then(|value| meta(value, &mut errors));
+        let control = control(body, &mut errors);
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }
-        Ok(Self { name, meta })
+        Ok(Self {
+            name,
+            meta,
+            ratelimits: control.ratelimits,
+            credits: control.credits,
+            allowed_ips: control.allowed_ips,
+        })
     }
 }
 
@@ -348,6 +406,11 @@ impl From<KeyChangeBody> for KeyChange {
         KeyChange {
             name: body.name,
             meta: body.meta,
+            control: ControlChange {
+                ratelimits: body.ratelimits,
+                credits: body.credits,
+                allowed_ips: body.allowed_ips,
+            },
         }
     }
 }

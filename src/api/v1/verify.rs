@@ -24,6 +24,10 @@ use utoipa::openapi::PathItem;
 use utoipa::{Modify, ToSchema};
 
 use crate::access::Caller;
+use crate::api::context::{RATELIMIT, RATELIMIT_POLICY};
+use crate::auth::Verifying;
+use crate::error::UsageRefusal;
+use crate::limiter::{self, Exhausted, Spent, WindowState};
 use crate::analytics::{CountedKey, Outcome};
 use crate::api::Timestamp;
 use crate::error::Error;
@@ -94,10 +98,37 @@ pub struct Verification<'a> {
     /// The key's metadata (`{}` when none).
     #[schema(value_type = Object)]
     meta: &'a serde_json::Map<String, serde_json::Value>,
+    /// Every rate limit of the key and of its user, after this verification.
+    #[schema(value_type = Vec<RateLimitState>)]
+    ratelimits: Vec<RateLimitState<'a>>,
+    /// The credits left after this verification (`null`: unlimited).
+    #[schema(value_type = CreditsLeft)]
+    credits: CreditsLeft,
 }
 
-impl<'a> From<&'a Caller> for Verification<'a> {
-    fn from(caller: &'a Caller) -> Self {
+/// A rate limit's state after a passing verification.
+#[derive(Serialize, ToSchema)]
+pub struct RateLimitState<'a> {
+    name: &'a str,
+    /// Whose limit: the key's own, or its user's (shared by all its keys).
+    #[schema(value_type = String, example = "key")]
+    scope: &'static str,
+    limit: u64,
+    remaining: u64,
+    /// The end of the current window (RFC 3339, UTC).
+    #[schema(value_type = String, format = DateTime)]
+    reset: String,
+}
+
+/// Credits left, of the key and of its user.
+#[derive(Serialize, ToSchema, Default)]
+pub struct CreditsLeft {
+    key: Option<i64>,
+    user: Option<i64>,
+}
+
+impl<'a> Verification<'a> {
+    fn new(caller: &'a Caller, spent: &'a Spent) -> Self {
         Self {
             tenant: &caller.tenant.name,
             user_id: &caller.user_id,
@@ -107,8 +138,31 @@ impl<'a> From<&'a Caller> for Verification<'a> {
             roles: &caller.roles,
             expires_at: caller.key_expires_at,
             meta: &caller.key_meta,
+            ratelimits: spent
+                .ratelimits
+                .iter()
+                .map(|w| RateLimitState {
+                    name: &w.name,
+                    scope: w.scope.as_str(),
+                    limit: w.limit,
+                    remaining: w.remaining,
+                    reset: instant(w.reset_ms),
+                })
+                .collect(),
+            credits: CreditsLeft {
+                key: spent.key_credits,
+                user: spent.user_credits,
+            },
         }
     }
+}
+
+/// An instant in Unix ms as RFC 3339 UTC (with milliseconds only when it has them).
+fn instant(ms: i64) -> String {
+    chrono::TimeZone::timestamp_millis_opt(&Utc, ms)
+        .single()
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// Checks the key against the `scope` query (default `public_api`).
@@ -125,6 +179,9 @@ impl<'a> From<&'a Caller> for Verification<'a> {
         ("scope" = Option<Vec<Scope>>, Query, style = Form, explode,
             description = "Scopes the key must all hold: repeated (`scope=a&scope=b`) or \
                 comma-separated (`scope=a,b`). Default `public_api`."),
+        ("cost" = Option<u32>, Query, minimum = 0, maximum = 1000,
+            description = "What this verification spends from every rate limit and credit \
+                balance of the key and its user (API.md section 9). Default 1."),
     ),
     responses(
         (status = 200, description = "The key authenticates and holds every required scope.",
@@ -136,19 +193,35 @@ impl<'a> From<&'a Caller> for Verification<'a> {
                 ("X-Keyward-Scopes" = String, description = "The key's scopes, comma-separated."),
                 ("X-Keyward-Roles" = String, description = "The user's roles, comma-separated."),
                 ("Cache-Control" = String, description = "`no-store`, on every answer."),
+                ("RateLimit-Policy" = String, description = "`\"name\";q=LIMIT;w=SECONDS` of \
+                    the rate limit with the fewest remaining, when the key or its user has one."),
+                ("RateLimit" = String, description = "`\"name\";r=REMAINING;t=SECONDS` of \
+                    that rate limit."),
             )),
-        (status = 400, description = "`scope` names an unknown scope."),
+        (status = 400, description = "`scope` names an unknown scope, or `cost` is not an \
+            integer from 0 to 1000."),
         (status = 401, description = "As every endpoint's 401, with `WWW-Authenticate: Bearer \
             realm=\"keyward\"`.",
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"keyward\"`."))),
-        (status = 403, description = "The key lacks a required scope; `title` names it."),
-        (status = 429),
+        (status = 403, description = "The key lacks a required scope (`title` names it), or \
+            is used from an address not in its `allowed_ips` (`title`: `Key not allowed from \
+            this address`)."),
+        (status = 429, description = "Too many failed authentications from this address, or \
+            a rate limit or the credits of the key or its user ran out: `title` names which \
+            (`Rate limit <name> exceeded`, `Usage credits exhausted`); `Retry-After` says when \
+            it comes back (absent for credits that never refill); a rate limit's answer also \
+            carries `RateLimit-Policy` and `RateLimit`.",
+            headers(
+                ("Retry-After" = u64, description = "Whole seconds, at least 1."),
+                ("RateLimit-Policy" = String, description = "For a rate limit."),
+                ("RateLimit" = String, description = "For a rate limit."),
+            )),
         (status = 503),
     ),
 )]
-pub async fn verify(req: HttpRequest, caller: Result<Caller, Error>) -> HttpResponse {
+pub async fn verify(req: HttpRequest, caller: Result<Verifying, Error>) -> HttpResponse {
     let caller = match caller {
-        Ok(caller) => caller,
+        Ok(Verifying(caller)) => caller,
         Err(error) => {
             // A key found in the tenant but revoked, expired or of an inactive user.
             let found = req.extensions().get::<CountedKey>().cloned();
@@ -158,18 +231,94 @@ pub async fn verify(req: HttpRequest, caller: Result<Caller, Error>) -> HttpResp
             return refusal(error);
         }
     };
-    match authorize(&req, &caller).and_then(|()| answer(&req, &caller)) {
-        Ok(response) => {
-            count(&req, &caller.tenant.id, &caller.key_id, Outcome::Valid);
-            response
-        }
+    let cost = match authorize(&req, &caller) {
+        Ok(cost) => cost,
         Err(error) => {
             if error.status() == StatusCode::FORBIDDEN {
                 count(&req, &caller.tenant.id, &caller.key_id, Outcome::Forbidden);
             }
-            refusal(error)
+            return refusal(error);
         }
+    };
+    let spent = match spend(&req, &caller, cost).await {
+        Ok(spent) => spent,
+        Err((error, outcome)) => {
+            if let Some(outcome) = outcome {
+                count(&req, &caller.tenant.id, &caller.key_id, outcome);
+            }
+            return refusal(error);
+        }
+    };
+    match answer(&req, &caller, &spent) {
+        Ok(response) => {
+            count(&req, &caller.tenant.id, &caller.key_id, Outcome::Valid);
+            response
+        }
+        Err(error) => refusal(error),
     }
+}
+
+/// Spends `cost` from the key's and its user's limits (nothing when they
+/// have none): a refusal comes with the outcome it counts as.
+async fn spend(
+    req: &HttpRequest,
+    caller: &Caller,
+    cost: i64,
+) -> Result<Spent, (Error, Option<Outcome>)> {
+    if caller.usage.is_empty() {
+        return Ok(Spent::default());
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Err((Error::Internal("application state missing".into()), None));
+    };
+    match state.spend(&caller.usage, cost).await {
+        Ok(Ok(spent)) => Ok(spent),
+        Ok(Err(exhausted)) => {
+            let now_ms = state.clock.now().timestamp_millis();
+            let outcome = match exhausted {
+                Exhausted::Window(_) => Outcome::RateLimited,
+                Exhausted::Credits { .. } => Outcome::UsageExceeded,
+            };
+            Err((usage_refusal(&exhausted, now_ms), Some(outcome)))
+        }
+        Err(error) => Err((error, None)),
+    }
+}
+
+/// The 429 of a counter that ran out.
+fn usage_refusal(exhausted: &Exhausted, now_ms: i64) -> Error {
+    Error::UsageExceeded(Box::new(match exhausted {
+        Exhausted::Window(window) => UsageRefusal {
+            title: format!("Rate limit {} exceeded", window.name),
+            retry_after_secs: Some(limiter::seconds_until(window.reset_ms, now_ms)),
+            ratelimit: Some(ratelimit_fields(window, now_ms)),
+        },
+        Exhausted::Credits { retry_after_secs } => UsageRefusal {
+            title: "Usage credits exhausted".into(),
+            retry_after_secs: *retry_after_secs,
+            ratelimit: None,
+        },
+    }))
+}
+
+/// `RateLimit-Policy` and `RateLimit` of `window`, as
+/// draft-ietf-httpapi-ratelimit-headers writes them; seconds rounded up.
+fn ratelimit_fields(window: &WindowState, now_ms: i64) -> (String, String) {
+    let up = |ms: i64| (ms.max(0) + 999) / 1000;
+    (
+        format!(
+            "\"{}\";q={};w={}",
+            window.name,
+            window.limit,
+            up(window.duration_ms as i64)
+        ),
+        format!(
+            "\"{}\";r={};t={}",
+            window.name,
+            window.remaining,
+            up(window.reset_ms - now_ms)
+        ),
+    )
 }
 
 /// Counts the answer for the key (usage analytics, and `/metrics`): in
@@ -183,12 +332,43 @@ fn count(req: &HttpRequest, tenant_id: &str, key_id: &str, outcome: Outcome) {
     }
 }
 
-/// 400 for an unknown scope, then 403 naming the first missing one.
-fn authorize(req: &HttpRequest, caller: &Caller) -> Result<(), Error> {
-    for scope in required_scopes(req.query_string())? {
+/// 400 for an unknown scope or a bad `cost`, then 403 naming the first
+/// missing scope, then 403 for an address the key may not be used from.
+/// Returns the cost.
+fn authorize(req: &HttpRequest, caller: &Caller) -> Result<i64, Error> {
+    let scopes = required_scopes(req.query_string())?;
+    let cost = cost(req.query_string())?;
+    for scope in scopes {
         caller.require_scope(scope)?;
     }
-    Ok(())
+    caller.check_address(caller.origin.client)?;
+    Ok(cost)
+}
+
+/// The message of a bad `cost`.
+pub const COST_INVALID: &str = "cost must be an integer from 0 to 1000.";
+
+/// `cost` (name case-insensitive, at most once): digits, 0..=1000; default 1.
+fn cost(query: &str) -> Result<i64, Error> {
+    let mut cost = None;
+    if !query.is_empty() {
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if !name.eq_ignore_ascii_case("cost") {
+                continue;
+            }
+            let parsed = value
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| value.parse::<i64>().ok())
+                .flatten()
+                .filter(|n| (0..=1000).contains(n));
+            match (cost, parsed) {
+                (None, Some(n)) => cost = Some(n),
+                _ => return Err(Error::invalid("cost", COST_INVALID)),
+            }
+        }
+    }
+    Ok(cost.unwrap_or(1))
 }
 
 /// The scopes `scope` names (the parameter's name case-insensitive, as every
@@ -217,8 +397,17 @@ fn required_scopes(query: &str) -> Result<impl Iterator<Item = Scope>, Error> {
         .filter(move |s| required[*s as usize]))
 }
 
-fn answer(req: &HttpRequest, caller: &Caller) -> Result<HttpResponse, Error> {
+fn answer(req: &HttpRequest, caller: &Caller, spent: &Spent) -> Result<HttpResponse, Error> {
     let mut response = HttpResponse::Ok();
+    if let Some(window) = spent.tightest() {
+        let now_ms = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(0, |s| s.clock.now().timestamp_millis());
+        let (policy, state) = ratelimit_fields(window, now_ms);
+        response
+            .insert_header((RATELIMIT_POLICY, header_value(&policy)?))
+            .insert_header((RATELIMIT, header_value(&state)?));
+    }
     response
         .insert_header((CACHE_CONTROL, NO_STORE))
         .insert_header((TENANT, header_value(&caller.tenant.name)?))
@@ -231,7 +420,7 @@ fn answer(req: &HttpRequest, caller: &Caller) -> Result<HttpResponse, Error> {
         return Ok(response.finish());
     }
     let mut body = Vec::with_capacity(512);
-    serde_json::to_writer(&mut body, &Verification::from(caller))
+    serde_json::to_writer(&mut body, &Verification::new(caller, spent))
         .map_err(|e| Error::Internal(format!("verification answer: {e}")))?;
     Ok(response.body(body))
 }
