@@ -613,7 +613,9 @@ pub fn list_for(
         }
         Some(_) => {}
     }
-    list(conn, &caller.tenant.id, filter, page, now)
+    let mut keys = list(conn, &caller.tenant.id, filter, page, now)?;
+    with_balances(conn, &caller.tenant.id, &mut keys, now)?;
+    Ok(keys)
 }
 
 /// What every listing of keys requires of the calling key.
@@ -781,6 +783,9 @@ fn asked_keys<'a>(
                 found.entry((tenant_id, users[at])).or_default().push(key);
             }
         }
+    }
+    for ((tenant_id, _), keys) in found.iter_mut() {
+        with_balances(conn, tenant_id, keys, earliest.and_utc())?;
     }
     Ok(found)
 }

@@ -242,9 +242,16 @@ impl AppState {
                     Some(listing) => listing,
                     None => {
                         let keys = keys::own_keys(conn, &ask)?;
+                        // A balance that refills changes with the clock, not
+                        // with the data: such a listing is not remembered.
+                        let refills = keys
+                            .iter()
+                            .any(|k| k.limits.credits.is_some_and(|c| c.refill.is_some()));
                         let listing = Arc::new(memo::Rendered::new(keys));
-                        self.own_keys_memo
-                            .put(memo_key, version, Arc::clone(&listing));
+                        if !refills {
+                            self.own_keys_memo
+                                .put(memo_key, version, Arc::clone(&listing));
+                        }
                         listing
                     }
                 };

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::access::Caller;
 use crate::audit::{self, Action, Actor, Target};
 use crate::db::{DbConnection, MultiBackend};
+use crate::limits::{ControlChange, Limits};
 use crate::error::Error;
 use crate::keys::Scope;
 use crate::paging::{self, Page};
@@ -33,6 +34,10 @@ pub struct User {
     /// Deleted by an identity provider (SCIM `DELETE`): inactive, and hidden
     /// from SCIM until reactivated. `/v1/users` still lists it.
     pub deprovisioned: bool,
+    /// Rate limits and credits shared by all the user's keys (API.md section 9).
+    pub limits: Limits,
+    /// The credit balance when read with [`with_balances`] (else `None`).
+    pub credits_remaining: Option<i64>,
 }
 
 impl User {
@@ -58,6 +63,8 @@ struct UserRow {
     updated_at: Option<NaiveDateTime>,
     external_id: Option<String>,
     deprovisioned_at: Option<NaiveDateTime>,
+    ratelimits: String,
+    credits: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -72,6 +79,8 @@ impl From<UserRow> for User {
             updated_at: row.updated_at.map(|t| t.and_utc()),
             external_id: row.external_id,
             deprovisioned: row.deprovisioned_at.is_some(),
+            limits: Limits::decode(&row.ratelimits, row.credits.as_deref()),
+            credits_remaining: None,
         }
     }
 }
@@ -141,6 +150,8 @@ pub struct NewUser {
     pub roles: Vec<String>,
     /// The identity provider's id, when one provisions the user.
     pub external_id: Option<String>,
+    /// Rate limits and credits (users are made by Administrators only).
+    pub control: ControlChange,
 }
 
 impl NewUser {
@@ -152,6 +163,7 @@ impl NewUser {
             roles: roles.unwrap_or_else(|| vec![DEFAULT_USERS.to_owned()]),
             email,
             external_id: None,
+            control: ControlChange::default(),
         }
     }
 }
@@ -206,7 +218,8 @@ pub fn create(
         if find_by_email(conn, tenant_id, &email)?.is_some() {
             return Err(Error::Conflict(EMAIL_TAKEN));
         }
-        let user = User {
+        let now_ms = now.timestamp_millis();
+        let mut user = User {
             id: Uuid::now_v7().to_string(),
             email,
             name,
@@ -216,7 +229,13 @@ pub fn create(
             updated_at: None,
             external_id: new.external_id,
             deprovisioned: false,
+            limits: new.control.apply(&Limits::default(), now_ms),
+            credits_remaining: None,
         };
+        if let Some(balance) = new.control.new_balance() {
+            crate::limiter::store::set_balance(conn, tenant_id, &user.id, balance, now_ms)?;
+            user.credits_remaining = Some(balance as i64);
+        }
         diesel::insert_into(users::table)
             .values((
                 users::tenant_id.eq(tenant_id),
@@ -227,6 +246,8 @@ pub fn create(
                 users::active.eq(user.active),
                 users::created_at.eq(now.naive_utc()),
                 users::external_id.eq(&user.external_id),
+                users::ratelimits.eq(user.limits.encode_ratelimits()),
+                users::credits.eq(user.limits.encode_credits()),
             ))
             .execute(conn)?;
         audit::record(
@@ -286,8 +307,43 @@ pub fn require_user_admin(caller: &Caller) -> Result<(), Error> {
     caller.require_admin("Only Administrators may administer users")
 }
 
+/// Fills in the credit balance (as of `now`, refills applied) of each of
+/// `users` that has credits: one query, none when no user has credits.
+pub fn with_balances(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    users: &mut [User],
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let owners: Vec<&str> = users
+        .iter()
+        .filter(|u| u.limits.credits.is_some())
+        .map(|u| u.id.as_str())
+        .collect();
+    if owners.is_empty() {
+        return Ok(());
+    }
+    let balances = crate::limiter::store::balances(conn, tenant_id, &owners)?;
+    let now_ms = now.timestamp_millis();
+    for user in users.iter_mut() {
+        if let Some(credits) = &user.limits.credits {
+            user.credits_remaining = Some(
+                balances
+                    .get(&user.id)
+                    .map_or(0, |b| credits.balance(b.remaining, b.refilled_at, now_ms)),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The tenant's users, deactivated ones included, oldest first.
-pub fn list_for(conn: &mut DbConnection, caller: &Caller, page: &Page) -> Result<Vec<User>, Error> {
+pub fn list_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    page: &Page,
+    now: DateTime<Utc>,
+) -> Result<Vec<User>, Error> {
     require_user_admin(caller)?;
     let tenant_id = &caller.tenant.id;
     let mut query = users::table
@@ -307,11 +363,13 @@ pub fn list_for(conn: &mut DbConnection, caller: &Caller, page: &Page) -> Result
             })?;
         query = query.filter(paging::after(users::created_at, users::id, cursor));
     }
-    Ok(query
+    let mut users: Vec<User> = query
         .load::<UserRow>(conn)?
         .into_iter()
         .map(User::from)
-        .collect())
+        .collect();
+    with_balances(conn, tenant_id, &mut users, now)?;
+    Ok(users)
 }
 
 pub fn create_for(
@@ -324,9 +382,16 @@ pub fn create_for(
     create(conn, &caller.tenant.id, new, now, &Actor::from(caller))
 }
 
-pub fn get_for(conn: &mut DbConnection, caller: &Caller, id: &str) -> Result<User, Error> {
+pub fn get_for(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<User, Error> {
     require_user_admin(caller)?;
-    find(conn, &caller.tenant.id, id)?.ok_or(Error::NotFound)
+    let mut user = find(conn, &caller.tenant.id, id)?.ok_or(Error::NotFound)?;
+    with_balances(conn, &caller.tenant.id, std::slice::from_mut(&mut user), now)?;
+    Ok(user)
 }
 
 /// A change to a user; `None` leaves a field as it is.
@@ -339,6 +404,8 @@ pub struct UserChange {
     pub email: Option<String>,
     /// `Some(None)` forgets the identity provider's id.
     pub external_id: Option<Option<String>>,
+    /// Rate limits and credits.
+    pub control: ControlChange,
 }
 
 impl UserChange {
@@ -355,6 +422,7 @@ impl UserChange {
                 .external_id
                 .as_ref()
                 .is_none_or(|e| *e == user.external_id)
+            && self.control.is_empty()
     }
 }
 
@@ -469,6 +537,12 @@ fn apply(
     if let Some(external_id) = change.external_id {
         user.external_id = external_id;
     }
+    let now_ms = now.timestamp_millis();
+    user.limits = change.control.apply(&user.limits, now_ms);
+    if let Some(balance) = change.control.new_balance() {
+        crate::limiter::store::set_balance(conn, tenant_id, &user.id, balance, now_ms)?;
+    }
+    with_balances(conn, tenant_id, std::slice::from_mut(&mut user), now)?;
     // Reactivated, by whoever: the identity provider sees the user again.
     let undeleted = user.active && user.deprovisioned;
     user.deprovisioned &= !user.active;
@@ -486,6 +560,8 @@ fn apply(
             users::roles.eq(encode_roles(&user.roles)),
             users::active.eq(user.active),
             users::external_id.eq(&user.external_id),
+            users::ratelimits.eq(user.limits.encode_ratelimits()),
+            users::credits.eq(user.limits.encode_credits()),
             users::updated_at.eq(now.naive_utc()),
         ))
         .execute(conn)?;
@@ -610,6 +686,7 @@ pub fn provision_for(
             active: Some(true),
             email: None,
             external_id: Some(new.external_id),
+            control: ControlChange::default(),
         };
         Ok((
             apply(conn, caller, existing, change, now, Every::Change)?,

@@ -57,6 +57,7 @@ both_backends! {
         assert_eq!(reply.body, json!({
             "id": id, "email": "carol@acme.test", "name": "Carol", "roles": ["Default users"],
             "active": true, "created_on": "2026-06-15T12:00:04Z", "updated_on": null, "external_id": null,
+            "ratelimits": [], "credits": null,
         }));
         assert_eq!(app.get(&format!("{USERS}/{id}"), "acme", key).await.body, reply.body);
         let dup = app.post(USERS, "acme", key, json!({"email": "carol@acme.test", "name": "C2"})).await;

@@ -226,6 +226,7 @@ impl TestApp {
             name: email.to_owned(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             external_id: None,
+            control: Default::default(),
         };
         users::create(
             &mut self.conn(),

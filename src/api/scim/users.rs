@@ -252,6 +252,7 @@ fn change(user: &User, wanted: Wanted) -> UserChange {
         active: wanted.active.filter(|a| *a != user.active),
         email: wanted.email,
         external_id: wanted.external_id,
+        control: Default::default(),
     };
     if change.roles.as_ref() == Some(&user.roles) {
         change.roles = None;
@@ -327,8 +328,9 @@ pub async fn get_user(
 ) -> Result<HttpResponse, Error> {
     let id = path_id(&req, "id");
     let ScimCaller { caller, base } = scim;
+    let now = state.clock.now();
     let user = state
-        .read(move |conn| users::get_for(conn, &caller, &id))
+        .read(move |conn| users::get_for(conn, &caller, &id, now))
         .await?;
     visible(&user)?;
     answer(

@@ -11,6 +11,8 @@ use crate::access::Caller;
 use crate::api::input::{path_id, Body, JsonObject, QueryParams};
 use crate::api::timestamp;
 use crate::error::{Error, FieldErrors};
+use super::limits::{CreditsSchema, RateLimitSchema};
+use crate::limits::{self, ControlChange, CreditsSetting, RateLimit};
 use crate::paging::Page;
 use crate::users::{self, NewUser, User, UserChange};
 use crate::AppState;
@@ -50,6 +52,12 @@ pub struct UserView<'a> {
     /// (`externalId`); `null` for a user no provider manages.
     #[schema(required = true)]
     external_id: Option<&'a str>,
+    /// Rate limits shared by all the user's keys (API.md section 9); `[]` when none.
+    #[schema(value_type = Vec<RateLimitSchema>)]
+    ratelimits: &'a [RateLimit],
+    /// `null`: unlimited; else the balance now (shared by all the user's keys), and its refill.
+    #[schema(value_type = Option<CreditsSchema>, required = true)]
+    credits: Value,
 }
 
 /// A page of users.
@@ -95,6 +103,12 @@ pub struct NewUserBody {
     /// Default `["Default users"]`; `null` is the default too.
     #[schema(schema_with = roles_or_null_schema)]
     pub roles: Option<Vec<String>>,
+    /// Shared by all the user's keys; default `[]`.
+    #[schema(value_type = Option<Vec<RateLimitSchema>>, max_items = 5)]
+    pub ratelimits: Option<Vec<RateLimit>>,
+    /// Shared by all the user's keys; default `null` (unlimited).
+    #[schema(value_type = Option<CreditsSchema>)]
+    pub credits: Option<Option<CreditsSetting>>,
 }
 
 /// The body of `PATCH /v1/users/{id}`: any of its members.
@@ -108,6 +122,24 @@ pub struct UserChangeBody {
     pub roles: Option<Vec<String>>,
     /// `false` deactivates the user (its keys are rejected); `true` reactivates it.
     pub active: Option<bool>,
+    /// Replaces the user's rate limits.
+    #[schema(value_type = Option<Vec<RateLimitSchema>>, max_items = 5)]
+    pub ratelimits: Option<Vec<RateLimit>>,
+    /// Sets the user's credits anew, or `null` for unlimited.
+    #[schema(value_type = Option<CreditsSchema>)]
+    pub credits: Option<Option<CreditsSetting>>,
+}
+
+/// `ratelimits` and `credits`, adding their errors to `errors`.
+fn control(body: &JsonObject, errors: &mut FieldErrors) -> ControlChange {
+    match ControlChange::from_json(|name| body.get_or_null(name), false) {
+        Ok(change) => change,
+        Err(Error::Invalid(mut fields)) => {
+            errors.append(&mut fields);
+            ControlChange::default()
+        }
+        Err(_) => ControlChange::default(),
+    }
 }
 
 impl NewUserBody {
@@ -122,8 +154,15 @@ impl NewUserBody {
         let roles = body
             .get("roles")
             .and_then(|value| roles(value, &mut errors));
+        let control = control(body, &mut errors);
         match email {
-            Some(email) if errors.is_empty() => Ok(Self { email, name, roles }),
+            Some(email) if errors.is_empty() => Ok(Self {
+                email,
+                name,
+                roles,
+                ratelimits: control.ratelimits,
+                credits: control.credits,
+            }),
             _ => Err(Error::Invalid(errors)),
         }
     }
@@ -131,7 +170,14 @@ impl NewUserBody {
 
 impl From<NewUserBody> for NewUser {
     fn from(body: NewUserBody) -> Self {
-        NewUser::new(body.email, body.name, body.roles)
+        NewUser {
+            control: ControlChange {
+                ratelimits: body.ratelimits,
+                credits: body.credits,
+                allowed_ips: None,
+            },
+            ..NewUser::new(body.email, body.name, body.roles)
+        }
     }
 }
 
@@ -150,6 +196,7 @@ impl UserChangeBody {
             }
             active
         });
+        let control = control(body, &mut errors);
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }
@@ -157,6 +204,8 @@ impl UserChangeBody {
             name,
             roles,
             active,
+            ratelimits: control.ratelimits,
+            credits: control.credits,
         })
     }
 }
@@ -167,6 +216,11 @@ impl From<UserChangeBody> for UserChange {
             name: body.name,
             roles: body.roles,
             active: body.active,
+            control: ControlChange {
+                ratelimits: body.ratelimits,
+                credits: body.credits,
+                allowed_ips: None,
+            },
             ..UserChange::default()
         }
     }
@@ -187,6 +241,8 @@ impl<'a> From<&'a User> for UserView<'a> {
             created_on: timestamp(user.created_at),
             updated_on: user.updated_at.map(timestamp),
             external_id: user.external_id.as_deref(),
+            ratelimits: &user.limits.ratelimits,
+            credits: limits::credits_view(user.limits.credits.as_ref(), user.credits_remaining),
         }
     }
 }
@@ -221,8 +277,9 @@ pub async fn list(
         return Err(Error::Invalid(errors));
     }
     let page = Page::from(page);
+    let now = state.clock.now();
     let users = state
-        .db(move |conn| users::list_for(conn, &caller, &page))
+        .db(move |conn| users::list_for(conn, &caller, &page, now))
         .await?;
     let users = users.iter().map(UserView::from).collect();
     Ok(HttpResponse::Ok().json(UserList { users }))
@@ -299,8 +356,9 @@ pub async fn get(
     req: HttpRequest,
 ) -> Result<HttpResponse, Error> {
     let id = path_id(&req, "id");
+    let now = state.clock.now();
     let user = state
-        .read(move |conn| users::get_for(conn, &caller, &id))
+        .read(move |conn| users::get_for(conn, &caller, &id, now))
         .await?;
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
