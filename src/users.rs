@@ -7,9 +7,9 @@ use uuid::Uuid;
 use crate::access::Caller;
 use crate::audit::{self, Action, Actor, Target};
 use crate::db::{DbConnection, MultiBackend};
-use crate::limits::{ControlChange, Limits};
 use crate::error::Error;
 use crate::keys::Scope;
+use crate::limits::{ControlChange, Limits};
 use crate::paging::{self, Page};
 use crate::schema::users;
 
@@ -390,7 +390,12 @@ pub fn get_for(
 ) -> Result<User, Error> {
     require_user_admin(caller)?;
     let mut user = find(conn, &caller.tenant.id, id)?.ok_or(Error::NotFound)?;
-    with_balances(conn, &caller.tenant.id, std::slice::from_mut(&mut user), now)?;
+    with_balances(
+        conn,
+        &caller.tenant.id,
+        std::slice::from_mut(&mut user),
+        now,
+    )?;
     Ok(user)
 }
 

@@ -122,7 +122,7 @@ pub fn envelope(error: &Error) -> HttpResponse {
             Reason::ErrRateLimited,
             "too many failed authentications".into(),
         ),
-        Error::UsageExceeded(refusal) => (Reason::ErrRateLimited, refusal.title.clone().into()),
+        Error::UsageExceeded(refusal) => (Reason::ErrRateLimited, refusal.title.clone()),
         Error::Unavailable(_) => (Reason::ErrInternalServer, "service unavailable".into()),
         Error::Database(_) | Error::Migration(_) | Error::Config(_) | Error::Internal(_) => {
             (Reason::ErrInternalServer, "internal server error".into())

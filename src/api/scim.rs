@@ -175,7 +175,7 @@ pub fn error_response(error: &Error) -> HttpResponse {
         Error::UriTooLong => (None, "Request target longer than 8 KiB.".into()),
         Error::HeadersTooLarge => (None, "Request header fields too large.".into()),
         Error::RateLimited { .. } => (None, "Too many failed authentications.".into()),
-        Error::UsageExceeded(refusal) => (None, refusal.title.clone().into()),
+        Error::UsageExceeded(refusal) => (None, refusal.title.clone()),
         Error::Unavailable(_) => (None, "Service unavailable.".into()),
         Error::Database(_) | Error::Migration(_) | Error::Config(_) | Error::Internal(_) => (
             None,

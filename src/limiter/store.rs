@@ -67,7 +67,6 @@ fn grant_sql(available: &str, needed: &str, want: &str, share: i64) -> String {
 }
 
 /// Reserves from `limit`'s window `[start, end)` of `owner`.
-#[expect(clippy::too_many_arguments)]
 pub fn reserve_window(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -245,8 +244,10 @@ pub fn balances(
 /// Deletes windows that ended before `before_ms`; returns how many.
 pub fn prune_windows(conn: &mut DbConnection, before_ms: i64) -> Result<usize, Error> {
     use crate::schema::rate_windows;
-    Ok(diesel::delete(rate_windows::table.filter(rate_windows::window_end.lt(before_ms)))
-        .execute(conn)?)
+    Ok(
+        diesel::delete(rate_windows::table.filter(rate_windows::window_end.lt(before_ms)))
+            .execute(conn)?,
+    )
 }
 
 #[cfg(test)]

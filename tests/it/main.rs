@@ -14,6 +14,7 @@ mod cors;
 mod estuary;
 mod freshness;
 mod front;
+mod limits;
 mod meta;
 mod openapi;
 mod operability;

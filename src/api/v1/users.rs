@@ -6,12 +6,12 @@ use serde_json::Value;
 use utoipa::openapi::{ArrayBuilder, ObjectBuilder, RefOr, Schema, Type};
 use utoipa::ToSchema;
 
+use super::limits::{CreditsSchema, RateLimitSchema};
 use super::{push, PageQuery, ResultOk, OK};
 use crate::access::Caller;
 use crate::api::input::{path_id, Body, JsonObject, QueryParams};
 use crate::api::timestamp;
 use crate::error::{Error, FieldErrors};
-use super::limits::{CreditsSchema, RateLimitSchema};
 use crate::limits::{self, ControlChange, CreditsSetting, RateLimit};
 use crate::paging::Page;
 use crate::users::{self, NewUser, User, UserChange};
