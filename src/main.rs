@@ -16,6 +16,7 @@ use keyward::config::{DatabaseUrl, Settings};
 use keyward::db::{self, DbConnection};
 use keyward::error::Error;
 use keyward::keys::{self, Expiry, Meta, NewKey, Scope};
+use keyward::limits::{self, ControlChange};
 use keyward::{tenants, users, AppState};
 
 /// mimalloc: a request allocates a few dozen small blocks on one worker and
@@ -98,7 +99,87 @@ enum UserCommand {
         /// A role: "Administrators" or "Default users" (default: "Default users").
         #[arg(long = "role")]
         roles: Vec<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
+}
+
+/// Usage control (API.md section 9), checked by the same rules as the API's.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// A rate limit NAME:LIMIT:DURATION_MS (repeatable, at most 5).
+    #[arg(long = "ratelimit", value_name = "NAME:LIMIT:DURATION_MS")]
+    ratelimits: Vec<String>,
+    /// Usage credits: the starting balance (default: unlimited).
+    #[arg(long, value_name = "N")]
+    credits: Option<u64>,
+    /// How the credits refill: daily:AMOUNT or monthly:AMOUNT[:DAY] (with --credits).
+    #[arg(long, value_name = "daily:AMOUNT|monthly:AMOUNT[:DAY]")]
+    refill: Option<String>,
+}
+
+impl LimitArgs {
+    /// The change these flags ask for (`allowed_ips`: a key's `--allow-ip`s),
+    /// through the API's parser, so each rule lives in one place.
+    fn change(&self, allowed_ips: &[String]) -> Result<ControlChange, Error> {
+        let mut members = serde_json::Map::new();
+        if !self.ratelimits.is_empty() {
+            let limits = self
+                .ratelimits
+                .iter()
+                .map(|text| {
+                    let parts: Vec<&str> = text.split(':').collect();
+                    match parts.as_slice() {
+                        [name, limit, duration] => Ok(json!({
+                            "name": name,
+                            "limit": number(limit),
+                            "duration_ms": number(duration),
+                        })),
+                        _ => Err(Error::invalid(
+                            "ratelimit",
+                            "--ratelimit is NAME:LIMIT:DURATION_MS.",
+                        )),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            members.insert("ratelimits".into(), Value::Array(limits));
+        }
+        let refill = match self.refill.as_deref() {
+            None => Value::Null,
+            Some(_) if self.credits.is_none() => {
+                return Err(Error::invalid("refill", "--refill needs --credits."))
+            }
+            Some(text) => match text.split(':').collect::<Vec<_>>().as_slice() {
+                [interval, amount] => json!({"interval": interval, "amount": number(amount)}),
+                [interval, amount, day] => {
+                    json!({"interval": interval, "amount": number(amount), "day": number(day)})
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "refill",
+                        "--refill is daily:AMOUNT or monthly:AMOUNT[:DAY].",
+                    ))
+                }
+            },
+        };
+        if let Some(remaining) = self.credits {
+            members.insert(
+                "credits".into(),
+                json!({"remaining": remaining, "refill": refill}),
+            );
+        }
+        if !allowed_ips.is_empty() {
+            members.insert("allowed_ips".into(), json!(allowed_ips));
+        }
+        ControlChange::from_json(|name| members.get(name), true)
+    }
+}
+
+/// A flag's number as JSON: an integer when it is one, else the text (which
+/// the parser then refuses, naming the field).
+fn number(text: &str) -> Value {
+    text.parse::<u64>()
+        .map_or_else(|_| json!(text), |n| json!(n))
 }
 
 #[derive(Subcommand)]
@@ -121,6 +202,11 @@ enum KeyCommand {
         /// Metadata: a JSON object of at most 4 KiB.
         #[arg(long, value_parser = parse_meta)]
         meta: Option<Meta>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// An IPv4/IPv6 address or CIDR the key may be used from (repeatable; default: any).
+        #[arg(long = "allow-ip", value_name = "CIDR")]
+        allowed_ips: Vec<String>,
     },
 }
 
@@ -248,17 +334,24 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
             email,
             name,
             roles,
+            limits,
         }) => {
+            let control = limits.change(&[])?;
             let tenant = tenants::get_by_name(&mut conn, &tenant)?;
             let roles = (!roles.is_empty()).then_some(roles);
             let user = users::create(
                 &mut conn,
                 &tenant.id,
-                users::NewUser::new(email, name, roles),
+                users::NewUser {
+                    control,
+                    ..users::NewUser::new(email, name, roles)
+                },
                 now,
                 &Actor::cli(),
             )?;
-            json!({ "id": user.id, "tenant": tenant.name, "email": user.email, "name": user.name, "roles": user.roles })
+            json!({ "id": user.id, "tenant": tenant.name, "email": user.email, "name": user.name,
+                "roles": user.roles, "ratelimits": user.limits.ratelimits,
+                "credits": limits::credits_view(user.limits.credits.as_ref(), user.credits_remaining) })
         }
         Command::Key(KeyCommand::Create {
             tenant,
@@ -267,7 +360,10 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
             expires,
             scopes,
             meta,
+            limits,
+            allowed_ips,
         }) => {
+            let control = limits.change(&allowed_ips)?;
             let tenant = tenants::get_by_name(&mut conn, &tenant)?;
             let user =
                 users::find_by_id_or_email(&mut conn, &tenant.id, &user)?.ok_or_else(|| {
@@ -279,7 +375,8 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
                 expires.map_or_else(|| Expiry::longest(&tenant, now), Expiry::EndOfDay),
                 (!scopes.is_empty()).then_some(scopes),
             )
-            .with_meta(meta.unwrap_or_default());
+            .with_meta(meta.unwrap_or_default())
+            .with_control(control);
             create_key(&mut conn, &tenant, new, prefix, now)?
         }
         Command::Bootstrap { tenant, email } => bootstrap(&mut conn, &tenant, &email, prefix, now)?,
@@ -307,6 +404,9 @@ fn create_key(
         "expiration_date": key.expiration_date(),
         "scopes": key.scopes,
         "meta": key.meta.as_map(),
+        "ratelimits": key.limits.ratelimits,
+        "credits": limits::credits_view(key.limits.credits.as_ref(), key.credits_remaining),
+        "allowed_ips": key.allowed_ips.to_strings(),
         "key": secret.expose(),
     }))
 }

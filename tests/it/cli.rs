@@ -409,6 +409,37 @@ crate::both_backends! {
         assert_eq!(key_count(app), count_with_beta);
     }
 
+    async fn key_and_user_create_take_usage_control_flags(app: &TestApp) {
+        let (_, admin_key, _) = bootstrap(app, "acme", "admin@acme.test");
+        let (id, secret) = create_key(app, "acme", "admin@acme.test", &[
+            "--ratelimit", "burst:2:60000", "--ratelimit", "daily:100:86400000",
+            "--credits", "10", "--refill", "monthly:50:3", "--allow-ip", "10.1.2.3/8",
+        ]);
+        let key = key_object(app, "acme", &admin_key, &id).await;
+        assert_eq!(key["ratelimits"], serde_json::json!([
+            {"name": "burst", "limit": 2, "duration_ms": 60000},
+            {"name": "daily", "limit": 100, "duration_ms": 86400000}]));
+        assert_eq!(key["credits"], serde_json::json!({"remaining": 10,
+            "refill": {"interval": "monthly", "amount": 50, "day": 3}}));
+        assert_eq!(key["allowed_ips"], serde_json::json!(["10.0.0.0/8"]));
+        assert!(!secret.is_empty());
+        let out = keyward(app, &["user", "create", "--tenant", "acme", "--email", "l@acme.test",
+            "--credits", "7", "--refill", "daily:7", "--ratelimit", "u:1:1000", "--json"]).json();
+        assert_eq!(out["credits"], serde_json::json!({"remaining": 7, "refill": {"interval": "daily", "amount": 7}}));
+        for bad in [
+            vec!["--ratelimit", "burst:2"],
+            vec!["--ratelimit", "BURST:2:1000"],
+            vec!["--refill", "daily:5"],
+            vec!["--credits", "5", "--refill", "weekly:5"],
+            vec!["--allow-ip", "10.0.0.0/33"],
+        ] {
+            let mut args = vec!["key", "create", "--tenant", "acme", "--user", "admin@acme.test",
+                "--name", "bad-key", "--json"];
+            args.extend(bad.iter());
+            keyward(app, &args).failed();
+        }
+    }
+
     async fn the_secret_is_printed_once_and_only_its_hash_is_stored(app: &TestApp) {
         app.clock.set(Utc::now());
         let (_, admin_key, _) = bootstrap(app, "acme", "admin@acme.test");
