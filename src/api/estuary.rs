@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::keys::{
     self, secret, ApiKey, Expiry, KeyRef, KeyState, KeyStats, NewKey, OwnKeys, Rendering, Scope,
 };
+use crate::limits::{self, RateLimit};
 use crate::paging::Page;
 use crate::users::User;
 use crate::AppState;
@@ -454,6 +455,12 @@ pub struct ExportUser<'a> {
     created_on: String,
     #[schema(format = DateTime, required = true)]
     updated_on: Option<String>,
+    /// Rate limits shared by all the user's keys: `{name, limit, duration_ms}` each.
+    #[schema(value_type = Vec<Object>)]
+    ratelimits: &'a [RateLimit],
+    /// `null` (unlimited) or `{remaining, refill}`: the balance when exported.
+    #[schema(value_type = Option<Object>, required = true)]
+    credits: serde_json::Value,
 }
 
 impl<'a> From<&'a User> for ExportUser<'a> {
@@ -466,6 +473,8 @@ impl<'a> From<&'a User> for ExportUser<'a> {
             active: user.active,
             created_on: timestamp(user.created_at),
             updated_on: user.updated_at.map(timestamp),
+            ratelimits: &user.limits.ratelimits,
+            credits: limits::credits_view(user.limits.credits.as_ref(), user.credits_remaining),
         }
     }
 }
@@ -548,6 +557,14 @@ pub struct ExportKey<'a> {
     /// What the tenant attached to the key; `{}` when nothing.
     #[schema(value_type = Object)]
     meta: &'a serde_json::Map<String, serde_json::Value>,
+    /// The key's rate limits: `{name, limit, duration_ms}` each.
+    #[schema(value_type = Vec<Object>)]
+    ratelimits: &'a [RateLimit],
+    /// `null` (unlimited) or `{remaining, refill}`: the balance when exported.
+    #[schema(value_type = Option<Object>, required = true)]
+    credits: serde_json::Value,
+    /// Where the key may be used from (CIDRs; `[]`: anywhere).
+    allowed_ips: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -577,6 +594,9 @@ impl<'a> ExportKey<'a> {
             revoked_on: key.revoked_at.map(timestamp),
             last_used_on: key.last_used_at.map(timestamp),
             meta: key.meta.as_map(),
+            ratelimits: &key.limits.ratelimits,
+            credits: limits::credits_view(key.limits.credits.as_ref(), key.credits_remaining),
+            allowed_ips: key.allowed_ips.to_strings(),
         }
     }
 }
@@ -599,8 +619,10 @@ pub async fn export(caller: Caller, state: web::Data<AppState>) -> Result<HttpRe
         .db(move |conn| {
             let (tenant_id, user_id) = (&caller.tenant.id, &caller.user_id);
             // The caller's user exists: authentication just found it.
-            let user = crate::users::find(conn, tenant_id, user_id)?.ok_or(Error::NotFound)?;
-            let keys = keys::all_of_user(conn, tenant_id, user_id)?;
+            let mut user = crate::users::find(conn, tenant_id, user_id)?.ok_or(Error::NotFound)?;
+            crate::users::with_balances(conn, tenant_id, std::slice::from_mut(&mut user), now)?;
+            let mut keys = keys::all_of_user(conn, tenant_id, user_id)?;
+            keys::with_balances(conn, tenant_id, &mut keys, now)?;
             let events = crate::audit::list(conn, tenant_id, Some(user_id), &Page::default())?;
             Ok((user, keys, events))
         })

@@ -244,6 +244,12 @@ both_backends! {
         let w = World::new(app);
         let (revoked, revoked_secret) = app.key(&w.acme, &w.alice, KEY_MANAGER);
         app.delete(&format!("/v1/user-api-keys/{}", revoked.id), "acme", &w.alice_key.1).await;
+        // Usage control is part of what is stored (API.md section 9).
+        let limits = json!({"credits": {"remaining": 4}, "ratelimits": [{"name": "r", "limit": 9, "duration_ms": 1000}]});
+        for path in [format!("/v1/user-api-keys/{}", w.alice_key.0.id), format!("/v1/users/{}", w.alice.id)] {
+            let reply = app.call(actix_web::http::Method::PATCH, &path, "acme", w.admin_secret(), Some(limits.clone())).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+        }
         let reply = app.send(bearer("/user/export", "acme", &w.alice_key.1)).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         let doc = &reply.body;
@@ -256,6 +262,12 @@ both_backends! {
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[0]["id"], w.alice_key.0.id.as_str());
         assert_eq!(keys[0]["state"], "active");
+        assert_eq!(keys[0]["credits"], json!({"remaining": 4, "refill": null}));
+        assert_eq!(keys[0]["ratelimits"], limits["ratelimits"]);
+        assert_eq!(keys[0]["allowed_ips"], json!([]));
+        assert_eq!(keys[1]["credits"], json!(null));
+        assert_eq!(doc["user"]["credits"], json!({"remaining": 4, "refill": null}));
+        assert_eq!(doc["user"]["ratelimits"], limits["ratelimits"]);
         assert_eq!(keys[1]["id"], revoked.id.as_str());
         assert_eq!(keys[1]["state"], "revoked");
         assert!(keys[1]["revoked_on"].is_string());
