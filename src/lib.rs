@@ -185,6 +185,7 @@ impl AppState {
             };
             let needs = self.limiter.needs(plan, &lacking, cost, now_ms);
             let asked = needs.clone();
+            self.metrics.usage_reserved(needs.len());
             let grants = self.db(move |conn| limiter::reserve(conn, &asked)).await?;
             match self.limiter.add_and_spend(plan, cost, &needs, &grants) {
                 Ok(spent) => return Ok(Ok(spent)),

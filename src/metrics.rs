@@ -25,6 +25,8 @@ pub struct Metrics {
     verifications: [IntCounter; 5],
     pool_wait: Histogram,
     pool_timeouts: IntCounter,
+    /// Statements that reserved from the usage counters (`limiter`).
+    usage_reservations: IntCounter,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
     change_signal_age: Gauge,
@@ -88,6 +90,12 @@ impl Metrics {
             "Requests that found no database connection in time.",
         )
         .expect("valid metric");
+        let usage_reservations = IntCounter::new(
+            "keyward_usage_reservations_total",
+            "Reservations of rate-limit windows and credit balances made in the database \
+             (each one statement); verifications between them are served from leases.",
+        )
+        .expect("valid metric");
         let pool_connections = IntGauge::new(
             "keyward_db_pool_connections",
             "Database connections held by the pool.",
@@ -111,6 +119,7 @@ impl Metrics {
             Box::new(verifications.clone()),
             Box::new(pool_wait.clone()),
             Box::new(pool_timeouts.clone()),
+            Box::new(usage_reservations.clone()),
             Box::new(pool_connections.clone()),
             Box::new(pool_idle.clone()),
             Box::new(change_signal_age.clone()),
@@ -125,10 +134,16 @@ impl Metrics {
             verifications: by_outcome,
             pool_wait,
             pool_timeouts,
+            usage_reservations,
             pool_connections,
             pool_idle,
             change_signal_age,
         }
+    }
+
+    /// Counts `n` reservations made in the database.
+    pub fn usage_reserved(&self, n: usize) {
+        self.usage_reservations.inc_by(n as u64);
     }
 
     pub fn observe_request(
