@@ -8,11 +8,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::error::Error;
-use crate::keys::Scope;
 use crate::limiter::Plan;
 use crate::limits::AllowedIps;
+use crate::scopes::Scope;
 use crate::tenants::Tenant;
-use crate::users;
 
 /// The authenticated caller: who acts, in which tenant, with which key
 /// ([`Identity`], read through `Deref`), and where the request came from.
@@ -83,7 +82,7 @@ impl Caller {
     }
 
     pub fn is_admin(&self) -> bool {
-        users::has_admin_role(&self.roles)
+        crate::roles::has_admin_role(&self.roles)
     }
 
     /// Whether the caller may act on `user_id`'s behalf: itself, or anyone for Administrators.

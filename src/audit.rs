@@ -10,10 +10,9 @@ use uuid::Uuid;
 use crate::access::Caller;
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::Error;
-use crate::keys::{ApiKey, Scope};
 use crate::paging::{self, Page};
 use crate::schema::audit_events;
-use crate::users::User;
+use crate::scopes::Scope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -108,22 +107,6 @@ impl From<&Caller> for Actor {
 pub struct Target<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
-}
-
-impl<'a> Target<'a> {
-    pub fn key(key: &'a ApiKey) -> Self {
-        Self {
-            id: &key.id,
-            user_id: &key.user_id,
-        }
-    }
-
-    pub fn user(user: &'a User) -> Self {
-        Self {
-            id: &user.id,
-            user_id: &user.id,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]

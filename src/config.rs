@@ -114,7 +114,7 @@ fn valid_origin(origin: &str) -> bool {
 /// Comma-separated CIDRs (as `KEYWARD_TRUSTED_PROXIES` gives them), or a TOML array.
 fn trusted_proxies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
     let items = comma_separated(d)?;
-    crate::auth::client_ip::parse_trusted(&items.join(",")).map_err(serde::de::Error::custom)
+    crate::ground::parse_address_ranges(&items.join(",")).map_err(serde::de::Error::custom)
 }
 
 impl Settings {
@@ -137,12 +137,12 @@ impl Settings {
 
     fn validate(&self) -> Result<(), Error> {
         DatabaseUrl::parse(&self.database_url)?;
-        if !crate::keys::secret::valid_prefix(&self.key_prefix) {
+        if !crate::ground::valid_key_prefix(&self.key_prefix) {
             return Err(Error::Config(
                 "key_prefix must be 1 to 32 characters of [A-Za-z0-9]".into(),
             ));
         }
-        if !self.tenant.is_empty() && !crate::tenants::valid_name(&self.tenant) {
+        if !self.tenant.is_empty() && !crate::ground::valid_tenant_name(&self.tenant) {
             return Err(Error::Config(format!(
                 "tenant {:?} is not a valid tenant name",
                 self.tenant

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use diesel::dsl;
 use diesel::prelude::*;
-use serde::{Deserialize, Serialize};
+
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -32,53 +32,12 @@ use crate::error::{Error, FieldErrors};
 use crate::limits::{AllowedIps, Control, ControlChange, Limits};
 use crate::memo::Rendered;
 use crate::paging::{self, Page};
+use crate::roles::decode_roles;
 use crate::schema::{api_keys, users};
 use crate::tenants::Tenant;
-use crate::users::decode_roles;
 
-/// What a key may be used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// Use the public API.
-    PublicApi,
-    /// Manage API keys.
-    UserKeyManagement,
-    /// Administer users.
-    UserManagement,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 3] = [
-        Scope::PublicApi,
-        Scope::UserKeyManagement,
-        Scope::UserManagement,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::PublicApi => "public_api",
-            Scope::UserKeyManagement => "user_key_management",
-            Scope::UserManagement => "user_management",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|scope| scope.as_str() == s)
-    }
-}
-
-/// The scopes of a key made without naming any.
-pub const DEFAULT_SCOPES: [Scope; 1] = [Scope::PublicApi];
-
-/// Scopes are stored as a JSON array of their names.
-fn decode_scopes(stored: &str) -> Vec<Scope> {
-    serde_json::from_str(stored).unwrap_or_default()
-}
-
-fn encode_scopes(scopes: &[Scope]) -> String {
-    serde_json::to_string(scopes).unwrap_or_else(|_| "[]".to_owned())
-}
+use crate::scopes::{decode_scopes, encode_scopes};
+pub use crate::scopes::{Scope, DEFAULT_SCOPES};
 
 /// The messages clients match on.
 pub const USER_ID_INVALID: &str = "User ID is empty or incorrect";
@@ -123,6 +82,14 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// What the audit log records an event about this key as.
+    pub fn audit_target(&self) -> Target<'_> {
+        Target {
+            id: &self.id,
+            user_id: &self.user_id,
+        }
+    }
+
     /// The UTC date of the key's last valid instant.
     pub fn expiration_date(&self) -> NaiveDate {
         (self.expires_at - TimeDelta::microseconds(1)).date_naive()
@@ -545,7 +512,7 @@ fn insert(
             &tenant.id,
             actor,
             Action::KeyCreated,
-            Target::key(&key),
+            key.audit_target(),
             None,
             now,
         )?;
@@ -989,7 +956,7 @@ pub fn rotate_for(
             &tenant.id,
             &actor,
             Action::KeyRotated,
-            Target::key(&old),
+            old.audit_target(),
             Some(&key.id),
             now,
         )?;
@@ -1067,7 +1034,7 @@ pub fn update_for(
             tenant_id,
             &Actor::from(caller),
             Action::KeyUpdated,
-            Target::key(&key),
+            key.audit_target(),
             None,
             now,
         )?;
@@ -1170,7 +1137,7 @@ fn revoke_visible(
             &caller.tenant.id,
             &Actor::from(caller),
             Action::KeyRevoked,
-            Target::key(&key),
+            key.audit_target(),
             None,
             now,
         )

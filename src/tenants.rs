@@ -22,12 +22,7 @@ pub struct Tenant {
 
 /// Whether `name` matches `[a-z0-9][a-z0-9-]{1,62}`.
 pub fn valid_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    (2..=63).contains(&bytes.len())
-        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-        && bytes[1..]
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    crate::ground::valid_tenant_name(name)
 }
 
 pub fn find_by_name(conn: &mut DbConnection, name: &str) -> Result<Option<Tenant>, Error> {

@@ -8,17 +8,13 @@ use crate::access::Caller;
 use crate::audit::{self, Action, Actor, Target};
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::Error;
-use crate::keys::Scope;
 use crate::limits::{ControlChange, Limits};
 use crate::paging::{self, Page};
 use crate::schema::users;
+use crate::scopes::Scope;
 
-/// The role that authorizes acting on other users.
-pub const ADMINISTRATORS: &str = "Administrators";
-/// The role every user gets unless told otherwise.
-pub const DEFAULT_USERS: &str = "Default users";
-/// The roles every tenant has.
-pub const ROLES: [&str; 2] = [ADMINISTRATORS, DEFAULT_USERS];
+use crate::roles::{decode_roles, encode_roles};
+pub use crate::roles::{has_admin_role, validate_roles, ADMINISTRATORS, DEFAULT_USERS, ROLES};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -41,14 +37,17 @@ pub struct User {
 }
 
 impl User {
+    /// What the audit log records an event about this user as.
+    pub fn audit_target(&self) -> Target<'_> {
+        Target {
+            id: &self.id,
+            user_id: &self.id,
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         has_admin_role(&self.roles)
     }
-}
-
-/// Whether `roles` authorize acting on other users.
-pub fn has_admin_role(roles: &[String]) -> bool {
-    roles.iter().any(|r| r == ADMINISTRATORS)
 }
 
 #[derive(Queryable, Selectable)]
@@ -83,32 +82,6 @@ impl From<UserRow> for User {
             credits_remaining: None,
         }
     }
-}
-
-/// Roles are stored as a JSON array of names.
-pub(crate) fn decode_roles(stored: &str) -> Vec<String> {
-    serde_json::from_str(stored).unwrap_or_default()
-}
-
-fn encode_roles(roles: &[String]) -> String {
-    serde_json::Value::from(roles).to_string()
-}
-
-/// Checks role names against the tenant's roles; returns them deduplicated, in the given order.
-pub fn validate_roles(roles: &[String]) -> Result<Vec<String>, Error> {
-    let mut out: Vec<String> = Vec::with_capacity(roles.len());
-    for role in roles {
-        if !ROLES.contains(&role.as_str()) {
-            return Err(Error::invalid(
-                "roles",
-                "Unknown role. Roles are 'Administrators' and 'Default users'.",
-            ));
-        }
-        if !out.contains(role) {
-            out.push(role.clone());
-        }
-    }
-    Ok(out)
 }
 
 /// A user's name: 1 to 255 characters, no control characters.
@@ -255,7 +228,7 @@ pub fn create(
             tenant_id,
             actor,
             Action::UserCreated,
-            Target::user(&user),
+            user.audit_target(),
             None,
             now,
         )?;
@@ -587,7 +560,7 @@ fn apply(
         tenant_id,
         &Actor::from(caller),
         action,
-        Target::user(&user),
+        user.audit_target(),
         None,
         now,
     )?;
@@ -654,7 +627,7 @@ pub fn deprovision_for(
                 tenant_id,
                 &Actor::from(caller),
                 Action::UserUpdated,
-                Target::user(&user),
+                user.audit_target(),
                 None,
                 now,
             )?;

@@ -23,9 +23,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Only for an app built without state (never in practice): the compiled-in default.
 const DEFAULT_KEY_PREFIX: &str = "kw";
 
-/// The request's id, as echoed in `x-request-id` and in `/v1` errors' `traceId`.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub use crate::ground::RequestId;
 
 /// Which error shape a path speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -69,20 +69,7 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
-/// Parses `trusted_proxies`: comma-separated CIDRs or bare addresses.
-pub fn parse_trusted(list: &str) -> Result<Vec<IpNet>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            entry
-                .parse::<IpNet>()
-                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                .map(|net| net.trunc())
-                .map_err(|_| format!("trusted_proxies: {entry:?} is not a CIDR or an IP address"))
-        })
-        .collect()
-}
+pub use crate::ground::parse_address_ranges as parse_trusted;
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,6 @@ use sha2::{Digest, Sha256};
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const RANDOM_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 6;
-const PREFIX_MAX: usize = 32;
 
 /// A freshly made secret. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,10 +51,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Whether `prefix` can start a secret: 1 to 32 ASCII letters or digits.
-pub fn valid_prefix(prefix: &str) -> bool {
-    (1..=PREFIX_MAX).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_alphanumeric())
-}
+pub use crate::ground::valid_key_prefix as valid_prefix;
 
 /// Whether `candidate` is a well-formed secret with `prefix` and a valid checksum.
 /// Pure and cheap: run it before any database work.
