@@ -58,13 +58,21 @@ def free_port():
 
 
 class Reply:
-    def __init__(self, status, headers, body):
+    def __init__(self, status, headers, body, fields=()):
         self.status = status
         self.headers = headers
         self.body = body
+        self.fields = list(fields)  # every (name, value) as received, names lowercase
+
+    def all(self, name):
+        """Every value of header `name`, in order (a repeated field's lines)."""
+        return [v for k, v in self.fields if k == name.lower()]
 
     def header(self, name):
-        return self.headers.get(name.lower())
+        """The value of header `name` (None when absent); sent twice is a failure."""
+        values = self.all(name)
+        expect(len(values) <= 1, f"{name} sent {len(values)} times: {self!r}")
+        return values[0] if values else None
 
     def json(self):
         try:
@@ -92,7 +100,8 @@ def request(port, path, headers=(), method="GET", source=None):
         conn.endheaders()
         res = conn.getresponse()
         body = res.read().decode("utf-8", "replace")
-        return Reply(res.status, {k.lower(): v for k, v in res.getheaders()}, body)
+        fields = [(k.lower(), v) for k, v in res.getheaders()]
+        return Reply(res.status, dict(fields), body, fields)
     finally:
         conn.close()
 
@@ -171,10 +180,13 @@ class Echo(http.server.BaseHTTPRequestHandler):
 
     def answer(self):
         upstream_paths.append(self.path)
-        seen = {k: v for k, v in self.headers.items() if k.lower().startswith("x-keyward-")}
+        seen = {k: v for k, v in self.headers.items() if k.lower().startswith(("x-keyward-", "ratelimit"))}
         body = json.dumps({"path": self.path, "headers": seen}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if self.path.startswith("/own-limits"):  # an API with rate limits of its own
+            self.send_header("RateLimit-Policy", '"api";q=100;w=60')
+            self.send_header("RateLimit", '"api";r=99;t=60')
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
@@ -449,6 +461,20 @@ def through(proxy, binary, w, port):
         straight = request(direct, "/v1/auth", key(secret))
         expect(straight.status == 429 and refused.problem() == straight.problem(), (refused, straight))
 
+    def the_apis_own_ratelimit_headers_travel_beside_keywards():
+        _, secret = limited_key(w, f"{proxy} shared", ratelimits=[{"name": "day", "limit": 1000, "duration_ms": 86_400_000}])
+        # RateLimit headers a client sends never come back in its answer
+        forged = [("RateLimit-Policy", '"forged";q=1;w=1'), ("RateLimit", '"forged";r=1;t=1')]
+        reply = request(port, "/own-limits", key(secret) + forged)
+        expect(reply.status == 200, reply)
+        api_saw = {k: v for k, v in reply.json()["headers"].items() if k.lower().startswith("ratelimit")}
+        # keyward's are for the client, not the API (Caddy carries them on the
+        # request and removes them; nginx passes a client's headers as they are)
+        expect(api_saw == ({} if proxy == "caddy" else dict(forged)), reply)
+        policies = reply.all("ratelimit-policy")
+        expect(sorted(policies) == ['"api";q=100;w=60', '"day";q=1000;w=86400'], reply)
+        expect(sorted(v.partition(";")[0] for v in reply.all("ratelimit")) == ['"api"', '"day"'], reply)
+
     def exhausted_credits_get_429():
         # one credit, never refilled: no Retry-After
         _, once = limited_key(w, f"{proxy} once", credits={"remaining": 1, "refill": None})
@@ -498,6 +524,7 @@ def through(proxy, binary, w, port):
         a_throttled_client_alone_gets_429,
         no_ratelimit_headers_without_limits,
         rate_limited_key_gets_429_with_its_headers,
+        the_apis_own_ratelimit_headers_travel_beside_keywards,
         exhausted_credits_get_429,
         address_not_allowed_is_403,
     ]:
