@@ -238,19 +238,26 @@ def alice_key(binary, w, name):
     return created["id"], created["key"]
 
 
-def limited_key(w, name, **limits):
-    """A new public_api key of Alice's with usage control (`ratelimits`,
-    `credits`, `allowed_ips`), made by the Administrator: (id, secret)."""
-    body = json.dumps({"name": name, "user_id": w.alice_id, "expiration_date": time.strftime("%Y-%m-%d", time.gmtime()), **limits})
-    headers = [("tenant", "acme"), ("x-key", w.admin_key), ("Content-Type", "application/json")]
+def as_admin(w, method, path, body):
+    """Acme's Administrator calls keyward directly: (status, JSON answer)."""
+    headers = {"tenant": "acme", "x-key": w.admin_key, "Content-Type": "application/json"}
     conn = http.client.HTTPConnection("127.0.0.1", w.port, timeout=10)
     try:
-        conn.request("POST", "/v1/user-api-keys", body=body, headers=dict(headers))
+        conn.request(method, path, body=json.dumps(body), headers=headers)
         res = conn.getresponse()
-        created = json.loads(res.read())
-        expect(res.status == 201, (res.status, created))
+        return res.status, json.loads(res.read())
     finally:
         conn.close()
+
+
+def limited_key(w, name, user_id=None, **limits):
+    """A new public_api key (Alice's unless `user_id`) with usage control
+    (`ratelimits`, `credits`, `allowed_ips`), made by the Administrator:
+    (id, secret)."""
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    body = {"name": name, "user_id": user_id or w.alice_id, "expiration_date": today, **limits}
+    status, created = as_admin(w, "POST", "/v1/user-api-keys", body)
+    expect(status == 201, (status, created))
     for field, value in limits.items():
         expect(field not in ("ratelimits", "allowed_ips") or created.get(field) == value, (field, created))
     return created["id"], created["key"]
@@ -475,6 +482,26 @@ def through(proxy, binary, w, port):
         expect(sorted(policies) == ['"api";q=100;w=60', '"day";q=1000;w=86400'], reply)
         expect(sorted(v.partition(";")[0] for v in reply.all("ratelimit")) == ['"api"', '"day"'], reply)
 
+    def a_users_rate_limit_is_shared_by_its_keys():
+        hour = 3_600_000
+        bob = cli(binary, w.env, "user", "create", "--tenant", "acme", "--email", f"bob-{proxy}@acme.test")["id"]
+        status, user = as_admin(w, "PATCH", f"/v1/users/{bob}", {"ratelimits": [{"name": "team", "limit": 2, "duration_ms": hour}]})
+        expect(status == 200, (status, user))
+        _, first = limited_key(w, f"{proxy} team 1", user_id=bob)
+        _, second = limited_key(w, f"{proxy} team 2", user_id=bob)
+        away_from_a_boundary(hour)
+        for secret, left in [(first, 1), (second, 0)]:
+            ok = request(port, f"/team/{proxy}/{left}", key(secret))
+            expect(ok.status == 200, ok)
+            expect(ok.header("ratelimit-policy") == '"team";q=2;w=3600', ok)
+            expect((ok.header("ratelimit") or "").startswith(f'"team";r={left};t='), ok)
+        path = f"/team/{proxy}/over"
+        refused = request(port, path, key(first))
+        expect(refused.status == 429 and refused.problem()["title"] == "Rate limit team exceeded", refused)
+        expect((refused.header("retry-after") or "").isdigit(), refused)
+        expect((refused.header("ratelimit") or "").startswith('"team";r=0;t='), refused)
+        expect(not upstream_saw(path), f"the upstream saw {path}")
+
     def exhausted_credits_get_429():
         # one credit, never refilled: no Retry-After
         _, once = limited_key(w, f"{proxy} once", credits={"remaining": 1, "refill": None})
@@ -525,6 +552,7 @@ def through(proxy, binary, w, port):
         no_ratelimit_headers_without_limits,
         rate_limited_key_gets_429_with_its_headers,
         the_apis_own_ratelimit_headers_travel_beside_keywards,
+        a_users_rate_limit_is_shared_by_its_keys,
         exhausted_credits_get_429,
         address_not_allowed_is_403,
     ]:
