@@ -2,7 +2,7 @@
 
 Starts the release binary on a fresh SQLite database (two tenants), a trivial
 upstream (in this process) that answers with the X-Keyward-* headers it
-received, then each proxy on a free loopback port, and checks through it:
+received (and notes every path it is asked for), then each proxy on a free loopback port, and checks through it:
 valid, missing, bad and foreign keys, a missing scope, revocation, throttling
 per client, forged identity headers, and usage control (API.md section 9): a
 key's rate limit and credits (429 with `Retry-After`, `RateLimit-Policy` and
@@ -176,7 +176,8 @@ upstream_paths = []  # every path the upstream was asked for, in order
 
 
 class Echo(http.server.BaseHTTPRequestHandler):
-    """Answers any request with the X-Keyward-* headers it received, as JSON."""
+    """Answers any request with the X-Keyward-* and RateLimit* headers it
+    received, as JSON; on /own-limits with RateLimit fields of its own."""
 
     def answer(self):
         upstream_paths.append(self.path)
