@@ -2,9 +2,13 @@
 
 Starts the release binary on a fresh SQLite database (two tenants), a trivial
 upstream (in this process) that answers with the X-Keyward-* headers it
-received, then each proxy on a free loopback port, and checks through it:
+received (and notes every path it is asked for), then each proxy on a free loopback port, and checks through it:
 valid, missing, bad and foreign keys, a missing scope, revocation, throttling
-per client, and forged identity headers.
+per client, forged identity headers, and usage control (API.md section 9): a
+key's rate limit and credits (429 with `Retry-After`, `RateLimit-Policy` and
+`RateLimit` reaching the client, the refused request never reaching the
+upstream), its `allowed_ips` against the address the proxy reports (403), and
+the `RateLimit` headers of a successful answer.
 
 Clients are told apart by their own source address (127.0.x.y: Linux routes
 all of 127.0.0.0/8 to loopback), as they would be on a network: keyward trusts
@@ -54,13 +58,21 @@ def free_port():
 
 
 class Reply:
-    def __init__(self, status, headers, body):
+    def __init__(self, status, headers, body, fields=()):
         self.status = status
         self.headers = headers
         self.body = body
+        self.fields = list(fields)  # every (name, value) as received, names lowercase
+
+    def all(self, name):
+        """Every value of header `name`, in order (a repeated field's lines)."""
+        return [v for k, v in self.fields if k == name.lower()]
 
     def header(self, name):
-        return self.headers.get(name.lower())
+        """The value of header `name` (None when absent); sent twice is a failure."""
+        values = self.all(name)
+        expect(len(values) <= 1, f"{name} sent {len(values)} times: {self!r}")
+        return values[0] if values else None
 
     def json(self):
         try:
@@ -88,7 +100,8 @@ def request(port, path, headers=(), method="GET", source=None):
         conn.endheaders()
         res = conn.getresponse()
         body = res.read().decode("utf-8", "replace")
-        return Reply(res.status, {k.lower(): v for k, v in res.getheaders()}, body)
+        fields = [(k.lower(), v) for k, v in res.getheaders()]
+        return Reply(res.status, dict(fields), body, fields)
     finally:
         conn.close()
 
@@ -159,14 +172,22 @@ def wait_for_port(port, proc, name):
 # --- the upstream --------------------------------------------------------------
 
 
+upstream_paths = []  # every path the upstream was asked for, in order
+
+
 class Echo(http.server.BaseHTTPRequestHandler):
-    """Answers any request with the X-Keyward-* headers it received, as JSON."""
+    """Answers any request with the X-Keyward-* and RateLimit* headers it
+    received, as JSON; on /own-limits with RateLimit fields of its own."""
 
     def answer(self):
-        seen = {k: v for k, v in self.headers.items() if k.lower().startswith("x-keyward-")}
+        upstream_paths.append(self.path)
+        seen = {k: v for k, v in self.headers.items() if k.lower().startswith(("x-keyward-", "ratelimit"))}
         body = json.dumps({"path": self.path, "headers": seen}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if self.path.startswith("/own-limits"):  # an API with rate limits of its own
+            self.send_header("RateLimit-Policy", '"api";q=100;w=60')
+            self.send_header("RateLimit", '"api";r=99;t=60')
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
@@ -216,6 +237,39 @@ def alice_key(binary, w, name):
     """A new public_api key of Alice's: (id, secret)."""
     created = cli(binary, w.env, "key", "create", "--tenant", "acme", "--user", "alice@acme.test", "--name", name)
     return created["id"], created["key"]
+
+
+def as_admin(w, method, path, body):
+    """Acme's Administrator calls keyward directly: (status, JSON answer)."""
+    headers = {"tenant": "acme", "x-key": w.admin_key, "Content-Type": "application/json"}
+    conn = http.client.HTTPConnection("127.0.0.1", w.port, timeout=10)
+    try:
+        conn.request(method, path, body=json.dumps(body), headers=headers)
+        res = conn.getresponse()
+        return res.status, json.loads(res.read())
+    finally:
+        conn.close()
+
+
+def limited_key(w, name, user_id=None, **limits):
+    """A new public_api key (Alice's unless `user_id`) with usage control
+    (`ratelimits`, `credits`, `allowed_ips`), made by the Administrator:
+    (id, secret)."""
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    body = {"name": name, "user_id": user_id or w.alice_id, "expiration_date": today, **limits}
+    status, created = as_admin(w, "POST", "/v1/user-api-keys", body)
+    expect(status == 201, (status, created))
+    for field, value in limits.items():
+        expect(field not in ("ratelimits", "allowed_ips") or created.get(field) == value, (field, created))
+    return created["id"], created["key"]
+
+
+def away_from_a_boundary(duration_ms, margin_s=10):
+    """Waits, if need be, until the current fixed window (aligned to the epoch)
+    has at least `margin_s` left, so that a check's requests share one window."""
+    left_ms = duration_ms - int(time.time() * 1000) % duration_ms
+    if left_ms < margin_s * 1000:
+        time.sleep(left_ms / 1000 + 0.1)
 
 
 def never_issued(prefix="kw"):
@@ -378,6 +432,115 @@ def through(proxy, binary, w, port):
         expect(spoofed.status == 429, spoofed)
         expect(request(port, "/", key(alice_secret), source=neighbour).status == 200, "the neighbour is locked out too")
 
+    # --- usage control (API.md section 9) ---
+
+    def upstream_saw(path):
+        return path in upstream_paths
+
+    def no_ratelimit_headers_without_limits():
+        reply = request(port, "/unlimited", key(alice_secret))
+        expect(reply.status == 200, reply)
+        expect(reply.header("ratelimit") is None and reply.header("ratelimit-policy") is None, reply)
+
+    def rate_limited_key_gets_429_with_its_headers():
+        hour = 3_600_000
+        limits = {"ratelimits": [{"name": "burst", "limit": 3, "duration_ms": hour}]}
+        _, secret = limited_key(w, f"{proxy} burst", **limits)
+        away_from_a_boundary(hour)
+        for n in (1, 2, 3):
+            ok = request(port, f"/burst/{proxy}/{n}", key(secret))
+            expect(ok.status == 200, ok)
+            expect(ok.json()["path"] == f"/burst/{proxy}/{n}", ok)
+            # keyward's headers of this verification, passed to the client
+            expect(ok.header("ratelimit-policy") == '"burst";q=3;w=3600', ok)
+            remaining, _, reset = (ok.header("ratelimit") or "").partition(";t=")
+            expect(remaining == f'"burst";r={3 - n}' and reset.isdigit() and 1 <= int(reset) <= 3600, ok)
+        path = f"/burst/{proxy}/4"
+        refused = request(port, path, key(secret))
+        expect(refused.status == 429, refused)
+        expect(refused.header("content-type") == "application/problem+json", refused)
+        expect(refused.problem()["title"] == "Rate limit burst exceeded", refused)
+        retry = refused.header("retry-after") or ""
+        expect(retry.isdigit() and 1 <= int(retry) <= 3600, refused)
+        expect(refused.header("ratelimit-policy") == '"burst";q=3;w=3600', refused)
+        expect(refused.header("ratelimit") == f'"burst";r=0;t={retry}', refused)
+        expect(not upstream_saw(path), f"the upstream saw {path}")
+        # exactly keyward's own answer (a refusal consumes nothing, so asking again is the same)
+        straight = request(direct, "/v1/auth", key(secret))
+        expect(straight.status == 429 and refused.problem() == straight.problem(), (refused, straight))
+
+    def the_apis_own_ratelimit_headers_travel_beside_keywards():
+        _, secret = limited_key(w, f"{proxy} shared", ratelimits=[{"name": "day", "limit": 1000, "duration_ms": 86_400_000}])
+        # RateLimit headers a client sends never come back in its answer
+        forged = [("RateLimit-Policy", '"forged";q=1;w=1'), ("RateLimit", '"forged";r=1;t=1')]
+        reply = request(port, "/own-limits", key(secret) + forged)
+        expect(reply.status == 200, reply)
+        api_saw = {k: v for k, v in reply.json()["headers"].items() if k.lower().startswith("ratelimit")}
+        # keyward's are for the client, not the API (Caddy carries them on the
+        # request and removes them; nginx passes a client's headers as they are)
+        expect(api_saw == ({} if proxy == "caddy" else dict(forged)), reply)
+        policies = reply.all("ratelimit-policy")
+        expect(sorted(policies) == ['"api";q=100;w=60', '"day";q=1000;w=86400'], reply)
+        expect(sorted(v.partition(";")[0] for v in reply.all("ratelimit")) == ['"api"', '"day"'], reply)
+
+    def a_users_rate_limit_is_shared_by_its_keys():
+        hour = 3_600_000
+        bob = cli(binary, w.env, "user", "create", "--tenant", "acme", "--email", f"bob-{proxy}@acme.test")["id"]
+        status, user = as_admin(w, "PATCH", f"/v1/users/{bob}", {"ratelimits": [{"name": "team", "limit": 2, "duration_ms": hour}]})
+        expect(status == 200, (status, user))
+        _, first = limited_key(w, f"{proxy} team 1", user_id=bob)
+        _, second = limited_key(w, f"{proxy} team 2", user_id=bob)
+        away_from_a_boundary(hour)
+        for secret, left in [(first, 1), (second, 0)]:
+            ok = request(port, f"/team/{proxy}/{left}", key(secret))
+            expect(ok.status == 200, ok)
+            expect(ok.header("ratelimit-policy") == '"team";q=2;w=3600', ok)
+            expect((ok.header("ratelimit") or "").startswith(f'"team";r={left};t='), ok)
+        path = f"/team/{proxy}/over"
+        refused = request(port, path, key(first))
+        expect(refused.status == 429 and refused.problem()["title"] == "Rate limit team exceeded", refused)
+        expect((refused.header("retry-after") or "").isdigit(), refused)
+        expect((refused.header("ratelimit") or "").startswith('"team";r=0;t='), refused)
+        expect(not upstream_saw(path), f"the upstream saw {path}")
+
+    def exhausted_credits_get_429():
+        # one credit, never refilled: no Retry-After
+        _, once = limited_key(w, f"{proxy} once", credits={"remaining": 1, "refill": None})
+        expect(request(port, f"/credits/{proxy}/1", key(once)).status == 200, "the one credit")
+        path = f"/credits/{proxy}/2"
+        refused = request(port, path, key(once))
+        expect(refused.status == 429, refused)
+        expect(refused.problem()["title"] == "Usage credits exhausted", refused)
+        expect(refused.header("retry-after") is None, refused)
+        expect(refused.header("ratelimit") is None and refused.header("ratelimit-policy") is None, refused)
+        expect(not upstream_saw(path), f"the upstream saw {path}")
+        # none left, refilled daily: Retry-After says until the next 00:00Z
+        daily = {"remaining": 0, "refill": {"interval": "daily", "amount": 10}}
+        _, broke = limited_key(w, f"{proxy} broke", credits=daily)
+        path = f"/credits/{proxy}/daily"
+        refused = request(port, path, key(broke))
+        expect(refused.status == 429, refused)
+        expect(refused.problem()["title"] == "Usage credits exhausted", refused)
+        retry = refused.header("retry-after") or ""
+        expect(retry.isdigit() and 1 <= int(retry) <= 86400, refused)
+        expect(not upstream_saw(path), f"the upstream saw {path}")
+
+    def address_not_allowed_is_403():
+        home = f"127.0.77.{7 if proxy == 'nginx' else 8}"
+        _, secret = limited_key(w, f"{proxy} fenced", allowed_ips=[f"{home}/32"])
+        inside = request(port, f"/fenced/{proxy}/home", key(secret), source=home)
+        expect(inside.status == 200, inside)
+        expect(inside.json()["headers"].get("X-Keyward-User-Id") == w.alice_id, inside)
+        for path, extra in [(f"/fenced/{proxy}/away", []), (f"/fenced/{proxy}/spoofed", [("X-Forwarded-For", home)])]:
+            # the proxy appends the address the request came from: claiming `home` changes nothing
+            refused = request(port, path, key(secret) + extra)
+            expect(refused.status == 403, refused)
+            expect(refused.header("content-type") == "application/problem+json", refused)
+            expect(refused.problem()["title"] == "Key not allowed from this address", refused)
+            expect(not upstream_saw(path), f"the upstream saw {path}")
+        straight = request(direct, "/v1/auth", key(secret))
+        expect(straight.status == 403 and refused.problem() == straight.problem(), (refused, straight))
+
     for fn in [
         valid_key_reaches_the_upstream,
         forged_identity_never_reaches_the_upstream,
@@ -387,8 +550,21 @@ def through(proxy, binary, w, port):
         missing_scope_is_403,
         revoked_key_is_refused_on_the_next_request,
         a_throttled_client_alone_gets_429,
+        no_ratelimit_headers_without_limits,
+        rate_limited_key_gets_429_with_its_headers,
+        the_apis_own_ratelimit_headers_travel_beside_keywards,
+        a_users_rate_limit_is_shared_by_its_keys,
+        exhausted_credits_get_429,
+        address_not_allowed_is_403,
     ]:
         check(f"{proxy}: {fn.__name__.replace('_', ' ')}", fn)
+
+
+def quiet_log(path):
+    """nginx logged no error or warning: a refusal (401, 403, 429) is an
+    answer, not an "auth request unexpected status" error."""
+    noisy = [line for line in path.read_text().splitlines() if "[error]" in line or "[warn]" in line]
+    expect(not noisy, "\n".join(noisy[:5]))
 
 
 def main():
@@ -411,6 +587,8 @@ def main():
             port, proc = launch(work, w.port, upstream_port)
             try:
                 through(proxy, binary, w, port)
+                if proxy == "nginx":
+                    check("nginx: refusals are no errors in its log", lambda: quiet_log(work / "nginx" / "error.log"))
             finally:
                 stop(proc)
         ok = failed == 0
