@@ -91,7 +91,7 @@ export async function keysView(ctx, query) {
   );
 
   // Table -----------------------------------------------------------------
-  const columns = ["Name", "User", "Scopes", "Metadata", "Limits", "Created", "Expires", "Last used", "State", "Actions"];
+  const columns = ["Name", "User", "Scopes", "Metadata", "Limits", "Created", "Expires", "Last used", "Actions"];
   const row = (key) => {
     const state = keyState(key);
     const tr = h(
@@ -102,8 +102,16 @@ export async function keysView(ctx, query) {
       h("td", { "data-label": "Scopes" }, h("ul", { class: "chips" }, key.scopes.map((s) => h("li", { class: "chip" }, s)))),
       h("td", { "data-label": "Metadata", class: "meta" }, metaSummary(key.meta)),
       h("td", { "data-label": "Limits", class: "limits" }, limitChips(key)),
-      h("td", { "data-label": "Created" }, time(key.created_on)),
-      h("td", { "data-label": "Expires" }, h("time", { datetime: key.expiration_date }, key.expiration_date)),
+      // The day (the columns must fit a laptop's width); the instant is its tooltip.
+      h("td", { "data-label": "Created" }, h("time", { datetime: key.created_on, title: key.created_on }, key.created_on.slice(0, 10))),
+      // The state follows from the expiry: shown under it.
+      h(
+        "td",
+        { "data-label": "Expires", class: "expires" },
+        h("time", { datetime: key.expiration_date }, key.expiration_date),
+        " ",
+        h("span", { class: `badge ${state}` }, state === "active" ? "Active" : "Expired"),
+      ),
       h(
         "td",
         { "data-label": "Last used" },
@@ -111,7 +119,6 @@ export async function keysView(ctx, query) {
         // The key's own usage charts (usage.js).
         me.canManageKeys ? h("a", { class: "usage-link", href: `#/usage?key_id=${encodeURIComponent(key.id)}`, "aria-label": `Usage of ${key.name}` }, "Usage") : null,
       ),
-      h("td", { "data-label": "State" }, h("span", { class: `badge ${state}` }, state === "active" ? "Active" : "Expired")),
       h(
         "td",
         { "data-label": "Actions", class: "row-actions" },

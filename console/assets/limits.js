@@ -222,7 +222,7 @@ export function limitsEditor(item, { ips = false, scope = "key" } = {}) {
   const creditSet = h(
     "fieldset",
     { class: "field limits-credits" },
-    h("legend", {}, "Credits"),
+    h("legend", {}, "Usage credits"),
     field("Credits", mode, scope === "user" ? "One balance shared by all of this user's keys." : "A balance this key spends."),
     balancePart,
   );
