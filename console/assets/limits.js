@@ -223,7 +223,7 @@ export function limitsEditor(item, { ips = false, scope = "key" } = {}) {
     "fieldset",
     { class: "field limits-credits" },
     h("legend", {}, "Usage credits"),
-    field("Credits", mode, scope === "user" ? "One balance shared by all of this user's keys." : "A balance this key spends."),
+    field("Balance", mode, scope === "user" ? "One balance shared by all of this user's keys." : "A balance this key spends."),
     balancePart,
   );
 

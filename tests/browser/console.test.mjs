@@ -503,7 +503,7 @@ test("limits: an administrator sets a key's rate limit, monthly credits and allo
   await rate.getByLabel("Unit", { exact: true }).selectOption("minutes");
   // Refill controls appear only when they apply.
   assert.equal(await dialog.getByLabel("Remaining credits").isVisible(), false);
-  await dialog.getByLabel("Credits", { exact: true }).selectOption("limited");
+  await dialog.getByLabel("Balance", { exact: true }).selectOption("limited");
   await dialog.getByLabel("Remaining credits").fill("1000");
   assert.equal(await dialog.getByLabel("Refill amount").isVisible(), false);
   await dialog.getByLabel("Refill", { exact: true }).selectOption("monthly");
@@ -570,12 +570,13 @@ test("limits: an administrator sets a key's rate limit, monthly credits and allo
 test("limits: an administrator edits a user's credits, shared by the user's keys", async () => {
   await nav("Users", "Users");
   const row = page.locator("tr", { hasText: "dora@acme.test" });
-  assert.equal(await row.locator("td.limits").textContent(), "none");
+  assert.equal(await row.locator("td.limits > .muted").textContent(), "none");
+  assert.equal(await row.locator("td.limits li").count(), 0);
   await row.getByRole("button", { name: "Limits of dora@acme.test" }).click();
   const dialog = page.getByRole("dialog", { name: "Limits of dora@acme.test" });
   // A user has no allowed addresses (those are per key).
   assert.equal(await dialog.getByLabel("Allowed addresses").count(), 0);
-  await dialog.getByLabel("Credits", { exact: true }).selectOption("limited");
+  await dialog.getByLabel("Balance", { exact: true }).selectOption("limited");
   await dialog.getByLabel("Remaining credits").fill("500");
   await dialog.getByLabel("Refill", { exact: true }).selectOption("daily");
   assert.equal(await dialog.getByLabel("Day of the month").isVisible(), false);
@@ -584,6 +585,9 @@ test("limits: an administrator edits a user's credits, shared by the user's keys
   await dialog.getByRole("button", { name: "Save limits" }).click();
   await dialog.waitFor({ state: "detached" });
   await page.locator("tr", { hasText: "dora@acme.test" }).locator("td.limits li", { hasText: "500 credits" }).waitFor();
+  const wrap = await page.locator(".table-wrap").evaluate((el) => [el.scrollWidth, el.clientWidth]);
+  assert.ok(wrap[0] <= wrap[1], `the users table overflows: ${wrap}`);
+  await shot("15-users-limits");
   const users = await api("GET", "/v1/users", admin.key);
   const user = users.body.users.find((u) => u.email === "dora@acme.test");
   assert.deepEqual(user.credits, { remaining: 500, refill: { interval: "daily", amount: 500 } });
@@ -627,11 +631,11 @@ test("limits: someone else sees their key's remaining credits and limits, and no
   const dialog = page.getByRole("dialog", { name: "Edit “dora-laptop”" });
   const shown = dialog.getByRole("region", { name: "Limits" });
   assert.deepEqual(await shown.locator("dd").allTextContents(), ["burst: 10 per second", "42 credits left, never refilled", "Any address"]);
-  for (const label of ["Remaining credits", "Credits", "Allowed addresses", "Refill"]) {
+  for (const label of ["Remaining credits", "Balance", "Allowed addresses", "Refill"]) {
     assert.equal(await dialog.getByLabel(label, { exact: true }).count(), 0, label);
   }
   assert.equal(await dialog.getByRole("button", { name: "Add a rate limit" }).count(), 0);
-  await shot("15-key-limits-readonly");
+  await shot("16-key-limits-readonly");
   // Saving the name alone sends no limit (which the API would refuse, 403).
   await dialog.getByLabel("Name").fill("dora-laptop-2");
   await dialog.getByRole("button", { name: "Save" }).click();
