@@ -1,9 +1,11 @@
 // Keys: the tenant's keys (an administrator) or one's own, with the API's
-// filters and paging, and creating, editing (name and metadata), rotating and
-// revoking.
+// filters and paging, and creating, editing (name and metadata; for
+// Administrators also rate limits, credits and allowed addresses), rotating
+// and revoking. Everyone sees their keys' limits and remaining credits.
 
 import { h, replace, field, select, notice, modal, confirmDialog, toast, time, utcDay } from "./dom.js";
 import { call, SCOPES } from "./api.js";
+import { limitChips, limitsDetails, limitsEditor } from "./limits.js";
 
 const PAGE_SIZES = ["25", "50", "100"];
 
@@ -89,7 +91,7 @@ export async function keysView(ctx, query) {
   );
 
   // Table -----------------------------------------------------------------
-  const columns = ["Name", "User", "Scopes", "Metadata", "Created", "Expires", "Last used", "State", "Actions"];
+  const columns = ["Name", "User", "Scopes", "Metadata", "Limits", "Created", "Expires", "Last used", "Actions"];
   const row = (key) => {
     const state = keyState(key);
     const tr = h(
@@ -99,8 +101,17 @@ export async function keysView(ctx, query) {
       h("td", { "data-label": "User" }, userLabel(key.user_id)),
       h("td", { "data-label": "Scopes" }, h("ul", { class: "chips" }, key.scopes.map((s) => h("li", { class: "chip" }, s)))),
       h("td", { "data-label": "Metadata", class: "meta" }, metaSummary(key.meta)),
-      h("td", { "data-label": "Created" }, time(key.created_on)),
-      h("td", { "data-label": "Expires" }, h("time", { datetime: key.expiration_date }, key.expiration_date)),
+      h("td", { "data-label": "Limits", class: "limits" }, limitChips(key)),
+      // The day (the columns must fit a laptop's width); the instant is its tooltip.
+      h("td", { "data-label": "Created" }, h("time", { datetime: key.created_on, title: key.created_on }, key.created_on.slice(0, 10))),
+      // The state follows from the expiry: shown under it.
+      h(
+        "td",
+        { "data-label": "Expires", class: "expires" },
+        h("time", { datetime: key.expiration_date }, key.expiration_date),
+        " ",
+        h("span", { class: `badge ${state}` }, state === "active" ? "Active" : "Expired"),
+      ),
       h(
         "td",
         { "data-label": "Last used" },
@@ -108,7 +119,6 @@ export async function keysView(ctx, query) {
         // The key's own usage charts (usage.js).
         me.canManageKeys ? h("a", { class: "usage-link", href: `#/usage?key_id=${encodeURIComponent(key.id)}`, "aria-label": `Usage of ${key.name}` }, "Usage") : null,
       ),
-      h("td", { "data-label": "State" }, h("span", { class: `badge ${state}` }, state === "active" ? "Active" : "Expired")),
       h(
         "td",
         { "data-label": "Actions", class: "row-actions" },
@@ -326,6 +336,8 @@ async function create(ctx) {
       return h("label", { class: "check" }, box, " ", s);
     });
     const meta = metaInput(null);
+    // Administrators may limit the key from the start (API.md section 9).
+    const limits = me.isAdmin ? limitsEditor({ ratelimits: [], credits: null, allowed_ips: [] }, { ips: true }) : null;
     const error = h("div", { class: "form-error" });
     const submit = h("button", { type: "submit", class: "button primary" }, "Create key");
     return h(
@@ -344,13 +356,14 @@ async function create(ctx) {
             metaRefused(meta, error, parsed.error);
             return;
           }
-          const body = { name: name.value, user_id: user.value, expiration_date: expires.value, scopes };
+          const body = { name: name.value, user_id: user.value, expiration_date: expires.value, scopes, ...limits?.changes() };
           if (Object.keys(parsed.meta).length) body.meta = parsed.meta;
           submit.disabled = true;
           try {
             close(await call("POST", "/v1/user-api-keys", { body }));
           } catch (e) {
             submit.disabled = false;
+            limits?.invalid(e.body?.errors);
             replace(error, ctx.failed(e));
           }
         },
@@ -366,6 +379,7 @@ async function create(ctx) {
         h("small", { class: "hint" }, "Only scopes the key you signed in with holds."),
       ),
       field("Metadata (JSON object, optional)", meta, "Shown with the key and to services that verify it; at most 4 KiB."),
+      limits ? h("details", { class: "limits-more" }, h("summary", {}, "Rate limits, credits and allowed addresses"), limits.element) : null,
       error,
       h(
         "div",
@@ -374,18 +388,20 @@ async function create(ctx) {
         submit,
       ),
     );
-  });
+  }, { wide: me.isAdmin });
   if (!created) return false;
   await showSecret("Key created", created);
   toast(`Key “${created.name}” created.`);
   return true;
 }
 
-/** Edits a key's name and metadata; resolves with the changed key, or null. */
+/** Edits a key's name and metadata (and, for Administrators, its limits); resolves with the changed key, or null. */
 async function edit(ctx, key) {
   const changed = await modal(`Edit “${key.name}”`, (close) => {
     const name = h("input", { name: "name", required: true, minlength: 3, maxlength: 255, autocomplete: "off", autofocus: true, value: key.name });
     const meta = metaInput(key.meta);
+    // Only Administrators may change the limits; everyone else sees them.
+    const limits = ctx.me.isAdmin ? limitsEditor(key, { ips: true }) : null;
     const error = h("div", { class: "form-error" });
     const submit = h("button", { type: "submit", class: "button primary" }, "Save");
     return h(
@@ -405,6 +421,7 @@ async function edit(ctx, key) {
           const body = {};
           if (name.value !== key.name) body.name = name.value;
           if (JSON.stringify(parsed.meta) !== JSON.stringify(key.meta ?? {})) body.meta = parsed.meta;
+          if (limits) Object.assign(body, limits.changes());
           if (!Object.keys(body).length) {
             close(null);
             return;
@@ -416,12 +433,22 @@ async function edit(ctx, key) {
             submit.disabled = false;
             if (e.body?.errors?.name) name.setAttribute("aria-invalid", "true");
             if (e.body?.errors?.meta) meta.setAttribute("aria-invalid", "true");
+            limits?.invalid(e.body?.errors);
             replace(error, ctx.failed(e));
           }
         },
       },
       field("Name", name, "3 to 255 characters."),
       field("Metadata (JSON object)", meta, "Replaces the key's metadata; empty for none. At most 4 KiB."),
+      limits
+        ? limits.element
+        : h(
+            "section",
+            { class: "limits-readonly", "aria-labelledby": "limits-readonly-title" },
+            h("h3", { id: "limits-readonly-title" }, "Limits"),
+            limitsDetails(key, { ips: true }),
+            h("p", { class: "hint" }, "Set by the tenant's Administrators."),
+          ),
       error,
       h(
         "div",
@@ -430,7 +457,7 @@ async function edit(ctx, key) {
         submit,
       ),
     );
-  });
+  }, { wide: ctx.me.isAdmin });
   if (!changed) return null;
   toast(`Key “${changed.name}” saved.`);
   return changed;

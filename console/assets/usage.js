@@ -5,6 +5,7 @@
 
 import { h, notice } from "./dom.js";
 import { call } from "./api.js";
+import { limitsDetails } from "./limits.js";
 
 export const OUTCOMES = [
   ["valid", "Valid (200)"],
@@ -156,7 +157,26 @@ function daysAgo(n) {
   return d.toISOString().replace(".000Z", "Z");
 }
 
-/** #/usage?key_id=...: one key's charts. */
+/**
+ * What limits a key (API.md section 9): its own rate limits, credits and
+ * allowed addresses, and those its user shares with all of the user's keys.
+ */
+async function limitsPanel(ctx, key) {
+  // User objects (with their limits) come from /v1/users: Administrators only.
+  const owner = ctx.me.canManageUsers ? (await ctx.users()).get(key.user_id) : null;
+  const shared = owner && (owner.credits || owner.ratelimits?.length) ? owner : null;
+  return h(
+    "section",
+    { class: "limits-panel", "aria-labelledby": "limits-title" },
+    h("h2", { id: "limits-title" }, "Limits"),
+    limitsDetails(key, { ips: true }),
+    shared
+      ? [h("h2", { class: "limits-shared" }, `Shared by all keys of ${shared.email}`), limitsDetails(shared)]
+      : null,
+  );
+}
+
+/** #/usage?key_id=...: one key's limits and charts. */
 export async function usageView(ctx, query) {
   const keyId = query.key_id || "";
   const key = keyId ? await call("GET", `/v1/user-api-keys/${encodeURIComponent(keyId)}`).catch(() => null) : null;
@@ -166,6 +186,7 @@ export async function usageView(ctx, query) {
     { class: "view", "aria-labelledby": "usage-title" },
     h("div", { class: "view-head" }, h("h1", { id: "usage-title" }, title), h("a", { href: "#/keys", class: "button subtle" }, "← Keys")),
     key ? h("p", { class: "lede" }, "Key ", h("code", {}, key.id), ".") : null,
+    key ? await limitsPanel(ctx, key) : null,
     await usageCharts(keyId ? { key_id: keyId } : {}),
   );
 }

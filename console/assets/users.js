@@ -1,11 +1,13 @@
 // Users (administrators whose key has user_management): list, create, change
-// roles, deactivate and reactivate. The API refuses to demote or deactivate
+// roles and limits (rate limits and credits shared by all the user's keys),
+// deactivate and reactivate. The API refuses to demote or deactivate
 // the tenant's last active administrator (409); its message is shown as is.
 // Users an identity provider manages over SCIM (those with an `external_id`)
 // are marked, and a manual change to one asks first: the provider may undo it.
 
-import { h, replace, field, notice, modal, confirmDialog, toast, time } from "./dom.js";
+import { h, replace, field, notice, modal, confirmDialog, toast } from "./dom.js";
 import { call, ROLES } from "./api.js";
+import { limitChips, limitsEditor } from "./limits.js";
 
 export async function usersView(ctx) {
   const users = [...(await ctx.users(true)).values()];
@@ -48,8 +50,30 @@ export async function usersView(ctx) {
       ),
       h("td", { "data-label": "Name" }, user.name),
       h("td", { "data-label": "Roles" }, h("ul", { class: "chips" }, user.roles.map((r) => h("li", { class: "chip" }, r)))),
+      h(
+        "td",
+        { "data-label": "Limits", class: "limits" },
+        limitChips(user),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "button small",
+            "aria-label": `Limits of ${user.email}`,
+            onclick: async () => {
+              const changed = await editLimits(ctx, user);
+              if (changed) {
+                toast(`Limits of ${user.email} saved.`);
+                refresh();
+              }
+            },
+          },
+          "Change",
+        ),
+      ),
       h("td", { "data-label": "State" }, h("span", { class: `badge ${user.active ? "active" : "inactive"}` }, user.active ? "Active" : "Deactivated")),
-      h("td", { "data-label": "Created" }, time(user.created_on)),
+      // The day (the columns must fit a laptop's width); the instant is its tooltip.
+      h("td", { "data-label": "Created" }, h("time", { datetime: user.created_on, title: user.created_on }, user.created_on.slice(0, 10))),
       h(
         "td",
         { "data-label": "Actions", class: "row-actions" },
@@ -122,7 +146,7 @@ export async function usersView(ctx) {
         "table",
         { class: "data users" },
         h("caption", { class: "visually-hidden" }, "The tenant's users"),
-        h("thead", {}, h("tr", {}, ["Email", "Name", "Roles", "State", "Created", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
+        h("thead", {}, h("tr", {}, ["Email", "Name", "Roles", "Limits", "State", "Created", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, rows),
       ),
     ),
@@ -198,4 +222,51 @@ async function createUser(ctx) {
   if (!created) return false;
   toast(`User ${created.email} created.`);
   return true;
+}
+
+/**
+ * Edits a user's rate limits and credits (shared by all of the user's keys);
+ * resolves with the changed user, or null. The API's 400 or 403 is shown as is.
+ */
+function editLimits(ctx, user) {
+  return modal(
+    `Limits of ${user.email}`,
+    (close) => {
+      const limits = limitsEditor(user, { scope: "user" });
+      const error = h("div", { class: "form-error" });
+      const submit = h("button", { type: "submit", class: "button primary" }, "Save limits");
+      return h(
+        "form",
+        {
+          onsubmit: async (event) => {
+            event.preventDefault();
+            replace(error);
+            const body = limits.changes();
+            if (!Object.keys(body).length) {
+              close(null);
+              return;
+            }
+            submit.disabled = true;
+            try {
+              close(await call("PATCH", `/v1/users/${encodeURIComponent(user.id)}`, { body }));
+            } catch (e) {
+              submit.disabled = false;
+              limits.invalid(e.body?.errors);
+              replace(error, ctx.failed(e));
+            }
+          },
+        },
+        h("p", { class: "muted" }, "A verification with any of this user's keys must pass these as well as the key's own."),
+        limits.element,
+        error,
+        h(
+          "div",
+          { class: "actions" },
+          h("button", { type: "button", class: "button subtle", onclick: () => close(null) }, "Cancel"),
+          submit,
+        ),
+      );
+    },
+    { wide: true },
+  );
 }

@@ -63,6 +63,11 @@ const SOURCES: &[(&str, &str, &str)] = &[
         include_str!("../../console/assets/api.js"),
     ),
     (
+        "limits.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../console/assets/limits.js"),
+    ),
+    (
         "usage.js",
         "text/javascript; charset=utf-8",
         include_str!("../../console/assets/usage.js"),

@@ -26,6 +26,7 @@ let work;
 let env;
 let server;
 let serverLog = "";
+let stopping = false;
 let browser;
 let page;
 let base;
@@ -121,6 +122,9 @@ before(async () => {
   base = `http://127.0.0.1:${port}`;
   server = spawn(BIN, ["serve"], { env: { ...env, KEYWARD_BIND: `127.0.0.1:${port}` }, cwd: work, stdio: ["ignore", "ignore", "pipe"] });
   server.stderr.on("data", (chunk) => (serverLog += chunk));
+  server.on("exit", (code, signal) => {
+    if (!stopping) console.error(`keyward exited early (${code ?? signal}):\n${serverLog}`);
+  });
   for (let i = 0; ; i++) {
     const ready = await fetch(`${base}/readiness`).then((r) => r.ok, () => false);
     if (ready) break;
@@ -149,6 +153,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close().catch(() => {});
+  stopping = true;
   if (server && server.exitCode === null) {
     server.kill("SIGTERM");
     await new Promise((resolve) => {
@@ -478,6 +483,123 @@ test("usage: the overview and each key's page chart verifications by outcome, as
   await shot("11-usage-key");
 });
 
+
+test("limits: an administrator sets a key's rate limit, monthly credits and allowed addresses; a bad value shows the API's words", async () => {
+  await nav("Keys", "API keys");
+  const id = await page.locator("tr", { hasText: "short-lived-ci" }).getAttribute("data-key-id");
+  const row = page.locator(`tr[data-key-id="${id}"]`);
+  assert.equal(await row.locator("td.limits").textContent(), "none");
+  const before = patches.length;
+
+  await row.getByRole("button", { name: "Edit short-lived-ci" }).click();
+  const dialog = page.getByRole("dialog", { name: "Edit “short-lived-ci”" });
+  await dialog.getByRole("button", { name: "Add a rate limit" }).click();
+  const rate = dialog.getByRole("group", { name: "Rate limit 1" });
+  // The new row's name has the focus.
+  assert.equal(await page.evaluate(() => document.activeElement?.name), "ratelimit_name");
+  await rate.getByLabel("Name", { exact: true }).fill("api");
+  await rate.getByLabel("Limit", { exact: true }).fill("100");
+  await rate.getByLabel("Per", { exact: true }).fill("1");
+  await rate.getByLabel("Unit", { exact: true }).selectOption("minutes");
+  // Refill controls appear only when they apply.
+  assert.equal(await dialog.getByLabel("Remaining credits").isVisible(), false);
+  await dialog.getByLabel("Balance", { exact: true }).selectOption("limited");
+  await dialog.getByLabel("Remaining credits").fill("1000");
+  assert.equal(await dialog.getByLabel("Refill amount").isVisible(), false);
+  await dialog.getByLabel("Refill", { exact: true }).selectOption("monthly");
+  await dialog.getByLabel("Refill amount").fill("1000");
+  await dialog.getByLabel("Day of the month").fill("15");
+  const addresses = dialog.getByLabel("Allowed addresses");
+
+  // An address the API refuses: its own 400 message, the field marked, nothing changed.
+  await addresses.fill("192.0.2.7\n300.1.2.3");
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await dialog.getByRole("alert").filter({ hasText: "allowed_ips must be an array of at most 100 IPv4 or IPv6 addresses or CIDRs." }).waitFor();
+  assert.equal(await addresses.getAttribute("aria-invalid"), "true");
+  assert.equal(patches.length, before + 1);
+  let reply = await api("GET", `/v1/user-api-keys/${id}`, admin.key);
+  assert.deepEqual([reply.body.ratelimits, reply.body.credits, reply.body.allowed_ips], [[], null, []]);
+
+  // Good values, one not canonical: saved, and shown as the API has them.
+  await addresses.fill("192.0.2.7\n10.1.2.3/8");
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await dialog.waitFor({ state: "detached" });
+  const sent = JSON.parse(patches[before + 1].body);
+  assert.deepEqual(sent, {
+    ratelimits: [{ name: "api", limit: 100, duration_ms: 60000 }],
+    credits: { remaining: 1000, refill: { interval: "monthly", amount: 1000, day: 15 } },
+    allowed_ips: ["192.0.2.7", "10.1.2.3/8"],
+  });
+  reply = await api("GET", `/v1/user-api-keys/${id}`, admin.key);
+  assert.equal(reply.status, 200, JSON.stringify(reply.body));
+  assert.deepEqual(reply.body.ratelimits, [{ name: "api", limit: 100, duration_ms: 60000 }]);
+  assert.deepEqual(reply.body.credits, { remaining: 1000, refill: { interval: "monthly", amount: 1000, day: 15 } });
+  assert.deepEqual(reply.body.allowed_ips, ["192.0.2.7/32", "10.0.0.0/8"]);
+  await row.locator("td.limits li").first().waitFor();
+  assert.deepEqual(await row.locator("td.limits li").allTextContents(), ["1,000 credits", "api: 100/min", "192.0.2.7/32", "+1 more"]);
+  assert.equal(await row.locator("td.limits li.more").getAttribute("title"), "192.0.2.7/32 10.0.0.0/8");
+  const wrap = await page.locator(".table-wrap").evaluate((el) => [el.scrollWidth, el.clientWidth]);
+  assert.ok(wrap[0] <= wrap[1], `the keys table overflows: ${wrap}`);
+
+  // Reopened: the canonical addresses; saving unchanged sends nothing (the balance is not set anew).
+  await row.getByRole("button", { name: "Edit short-lived-ci" }).click();
+  assert.equal(await addresses.inputValue(), "192.0.2.7/32\n10.0.0.0/8");
+  assert.equal(await rate.getByLabel("Name", { exact: true }).inputValue(), "api");
+  assert.equal(await rate.getByLabel("Unit", { exact: true }).inputValue(), "60000");
+  assert.equal(await dialog.getByLabel("Remaining credits").inputValue(), "1000");
+  assert.equal(await dialog.getByLabel("Day of the month").inputValue(), "15");
+  assert.equal(await page.evaluate(() => document.querySelectorAll("[style]").length), 0);
+  await shot("12-key-limits-edit");
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await dialog.waitFor({ state: "detached" });
+  assert.equal(patches.length, before + 2);
+  await shot("13-keys-limits");
+
+  // The key's own page says it in words.
+  await page.getByRole("link", { name: "Usage of short-lived-ci" }).click();
+  await heading("Usage of “short-lived-ci”");
+  await settled();
+  const panel = page.getByRole("region", { name: "Limits" });
+  assert.deepEqual(await panel.locator("dd").allTextContents(), [
+    "api: 100 per minute",
+    "1,000 credits left, refilled to 1,000 on day 15 of every month (00:00 UTC)",
+    "192.0.2.7/3210.0.0.0/8",
+  ]);
+});
+
+test("limits: an administrator edits a user's credits, shared by the user's keys", async () => {
+  await nav("Users", "Users");
+  const row = page.locator("tr", { hasText: "dora@acme.test" });
+  assert.equal(await row.locator("td.limits > .muted").textContent(), "none");
+  assert.equal(await row.locator("td.limits li").count(), 0);
+  await row.getByRole("button", { name: "Limits of dora@acme.test" }).click();
+  const dialog = page.getByRole("dialog", { name: "Limits of dora@acme.test" });
+  // A user has no allowed addresses (those are per key).
+  assert.equal(await dialog.getByLabel("Allowed addresses").count(), 0);
+  await dialog.getByLabel("Balance", { exact: true }).selectOption("limited");
+  await dialog.getByLabel("Remaining credits").fill("500");
+  await dialog.getByLabel("Refill", { exact: true }).selectOption("daily");
+  assert.equal(await dialog.getByLabel("Day of the month").isVisible(), false);
+  await dialog.getByLabel("Refill amount").fill("500");
+  await shot("14-user-limits");
+  await dialog.getByRole("button", { name: "Save limits" }).click();
+  await dialog.waitFor({ state: "detached" });
+  await page.locator("tr", { hasText: "dora@acme.test" }).locator("td.limits li", { hasText: "500 credits" }).waitFor();
+  const wrap = await page.locator(".table-wrap").evaluate((el) => [el.scrollWidth, el.clientWidth]);
+  assert.ok(wrap[0] <= wrap[1], `the users table overflows: ${wrap}`);
+  await shot("15-users-limits");
+  const users = await api("GET", "/v1/users", admin.key);
+  const user = users.body.users.find((u) => u.email === "dora@acme.test");
+  assert.deepEqual(user.credits, { remaining: 500, refill: { interval: "daily", amount: 500 } });
+  assert.deepEqual(user.ratelimits, []);
+  assert.deepEqual(JSON.parse(patches[patches.length - 1].body), { credits: { remaining: 500, refill: { interval: "daily", amount: 500 } } });
+
+  // Dora's key gets its own limits too (for the next tests), through the API.
+  const doraKey = (await api("GET", `/v1/user-api-keys?UserId=${user.id}`, admin.key)).body.find((k) => k.name === "dora-laptop");
+  const set = await api("PATCH", `/v1/user-api-keys/${doraKey.id}`, admin.key, { credits: { remaining: 42, refill: null }, ratelimits: [{ name: "burst", limit: 10, duration_ms: 1000 }] });
+  assert.equal(set.status, 200, JSON.stringify(set.body));
+});
+
 test("sign out forgets the key; someone else sees only their own keys", async () => {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("button", { name: "Sign in" }).waitFor();
@@ -497,6 +619,35 @@ test("sign out forgets the key; someone else sees only their own keys", async ()
   await heading("Your API keys");
   await shot("09-keys-phone");
   await page.setViewportSize({ width: 1280, height: 800 });
+});
+
+
+test("limits: someone else sees their key's remaining credits and limits, and no control to change them", async () => {
+  await heading("Your API keys");
+  await settled();
+  const row = page.locator("tr", { hasText: "dora-laptop" });
+  assert.deepEqual(await row.locator("td.limits li").allTextContents(), ["42 credits", "burst: 10/s"]);
+  await row.getByRole("button", { name: "Edit dora-laptop" }).click();
+  const dialog = page.getByRole("dialog", { name: "Edit “dora-laptop”" });
+  const shown = dialog.getByRole("region", { name: "Limits" });
+  assert.deepEqual(await shown.locator("dd").allTextContents(), ["burst: 10 per second", "42 credits left, never refilled", "Any address"]);
+  for (const label of ["Remaining credits", "Balance", "Allowed addresses", "Refill"]) {
+    assert.equal(await dialog.getByLabel(label, { exact: true }).count(), 0, label);
+  }
+  assert.equal(await dialog.getByRole("button", { name: "Add a rate limit" }).count(), 0);
+  await shot("16-key-limits-readonly");
+  // Saving the name alone sends no limit (which the API would refuse, 403).
+  await dialog.getByLabel("Name").fill("dora-laptop-2");
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await dialog.waitFor({ state: "detached" });
+  assert.deepEqual(JSON.parse(patches[patches.length - 1].body), { name: "dora-laptop-2" });
+  await page.locator("tr", { hasText: "dora-laptop-2" }).locator("td.limits li", { hasText: "42 credits" }).waitFor();
+  await page.getByRole("link", { name: "Usage of dora-laptop-2" }).click();
+  await heading("Usage of “dora-laptop-2”");
+  await settled();
+  assert.deepEqual(await page.getByRole("region", { name: "Limits" }).locator("dd").allTextContents(), ["burst: 10 per second", "42 credits left, never refilled", "Any address"]);
+  await page.getByRole("link", { name: "← Keys" }).click();
+  await heading("Your API keys");
 });
 
 test("keyboard: the sign-in form and the dialogs work without a mouse", async () => {
