@@ -28,8 +28,8 @@ use self::secret::Secret;
 use crate::access::Caller;
 use crate::audit::{self, Action, Actor, Target};
 use crate::db::{DbConnection, MultiBackend, Stamp};
-use crate::limits::{AllowedIps, Control, ControlChange, Limits};
 use crate::error::{Error, FieldErrors};
+use crate::limits::{AllowedIps, Control, ControlChange, Limits};
 use crate::memo::Rendered;
 use crate::paging::{self, Page};
 use crate::schema::{api_keys, users};
@@ -441,7 +441,16 @@ pub fn create(
     now: DateTime<Utc>,
 ) -> Result<(ApiKey, Secret), Error> {
     let expires_at = new.validate(tenant, now)?;
-    insert(conn, tenant, new, expires_at, prefix, now, &Actor::cli(), None)
+    insert(
+        conn,
+        tenant,
+        new,
+        expires_at,
+        prefix,
+        now,
+        &Actor::cli(),
+        None,
+    )
 }
 
 /// Inserts a key; a rotation's new key (`heir_of`: the old one) inherits

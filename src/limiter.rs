@@ -266,7 +266,9 @@ impl Limiter {
                 let (held, want) = leases
                     .get(&*counter.key)
                     .filter(|l| l.period == counter.period(now_ms))
-                    .map_or((0, cost), |l| (l.held, l.want((cost - l.held).max(0), now_ms)));
+                    .map_or((0, cost), |l| {
+                        (l.held, l.want((cost - l.held).max(0), now_ms))
+                    });
                 let needed = (cost - held).max(0);
                 Need {
                     index,
@@ -367,10 +369,10 @@ impl Limiter {
 
 /// [`Limiter::try_spend`] under the lock.
 fn spend_locked(
-leases: &mut HashMap<Arc<CounterKey>, Lease>,
-plan: &Plan,
-cost: i64,
-now_ms: i64,
+    leases: &mut HashMap<Arc<CounterKey>, Lease>,
+    plan: &Plan,
+    cost: i64,
+    now_ms: i64,
 ) -> Result<Spent, Vec<usize>> {
     let mut lacking = Vec::new();
     for (i, counter) in plan.counters.iter().enumerate() {
@@ -404,8 +406,8 @@ now_ms: i64,
         lease.last_use_ms = now_ms;
         match (&counter.key.what, counter.scope) {
             (What::Window(limit), scope) => {
-                let remaining = (limit.limit as i64 - lease.level + lease.held)
-                    .clamp(0, limit.limit as i64);
+                let remaining =
+                    (limit.limit as i64 - lease.level + lease.held).clamp(0, limit.limit as i64);
                 spent.ratelimits.push(WindowState {
                     name: limit.name.clone(),
                     scope,
@@ -416,9 +418,7 @@ now_ms: i64,
                 });
             }
             (What::Credits(_), Scope::Key) => spent.key_credits = Some(lease.level + lease.held),
-            (What::Credits(_), Scope::User) => {
-                spent.user_credits = Some(lease.level + lease.held)
-            }
+            (What::Credits(_), Scope::User) => spent.user_credits = Some(lease.level + lease.held),
         }
     }
     Ok(spent)
@@ -436,36 +436,39 @@ pub fn reserve(
     needs: &[Need],
 ) -> Result<Vec<store::Grant>, crate::error::Error> {
     needs
-            .iter()
-            .map(|need| {
-                let key = &need.key;
-                match &key.what {
-                    What::Window(limit) => store::reserve_window(
-                        conn,
-                        &key.tenant_id,
-                        &key.owner,
-                        limit,
-                        limit.window(need.now_ms),
-                        need.needed,
-                        need.want,
-                    ),
-                    What::Credits(credits) => store::reserve_credits(
-                        conn,
-                        &key.tenant_id,
-                        &key.owner,
-                        credits,
-                        need.now_ms,
-                        need.needed,
-                        need.want,
-                    ),
-                }
-            })
-            .collect()
+        .iter()
+        .map(|need| {
+            let key = &need.key;
+            match &key.what {
+                What::Window(limit) => store::reserve_window(
+                    conn,
+                    &key.tenant_id,
+                    &key.owner,
+                    limit,
+                    limit.window(need.now_ms),
+                    need.needed,
+                    need.want,
+                ),
+                What::Credits(credits) => store::reserve_credits(
+                    conn,
+                    &key.tenant_id,
+                    &key.owner,
+                    credits,
+                    need.now_ms,
+                    need.needed,
+                    need.want,
+                ),
+            }
+        })
+        .collect()
 }
 
 /// Gives `unused` back to the store; a failure loses it (it was reserved,
 /// never spent twice).
-pub fn restore(conn: &mut crate::db::DbConnection, unused: &[Unused]) -> Result<(), crate::error::Error> {
+pub fn restore(
+    conn: &mut crate::db::DbConnection,
+    unused: &[Unused],
+) -> Result<(), crate::error::Error> {
     for u in unused {
         let key = &u.key;
         match &key.what {

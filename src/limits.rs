@@ -236,8 +236,7 @@ pub struct ControlChange {
 }
 
 /// The 403 for someone other than an Administrator setting usage control.
-pub const ADMINS_ONLY: &str =
-    "Only Administrators may set ratelimits, credits or allowed_ips.";
+pub const ADMINS_ONLY: &str = "Only Administrators may set ratelimits, credits or allowed_ips.";
 
 impl ControlChange {
     pub fn is_empty(&self) -> bool {
@@ -356,7 +355,10 @@ pub fn parse_ratelimits(value: &Value) -> Result<Vec<RateLimit>, Error> {
             return Err(bad());
         }
         let name = object.get("name").and_then(Value::as_str).ok_or_else(bad)?;
-        let limit = object.get("limit").and_then(Value::as_u64).ok_or_else(bad)?;
+        let limit = object
+            .get("limit")
+            .and_then(Value::as_u64)
+            .ok_or_else(bad)?;
         let duration_ms = object
             .get("duration_ms")
             .and_then(Value::as_u64)
@@ -471,7 +473,9 @@ mod tests {
     use super::*;
 
     fn ms(text: &str) -> i64 {
-        DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis()
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis()
     }
 
     #[test]
@@ -492,19 +496,25 @@ mod tests {
             json!([{"name": "a", "limit": 1, "duration_ms": 1000},
                 {"name": "a", "limit": 2, "duration_ms": 1000}]),
             json!([{"name": "a", "limit": 1000000001, "duration_ms": 1000}]),
-            json!((0..6).map(|i| json!({"name": format!("n{i}"), "limit": 1, "duration_ms": 1000})).collect::<Vec<_>>()),
+            json!((0..6)
+                .map(|i| json!({"name": format!("n{i}"), "limit": 1, "duration_ms": 1000}))
+                .collect::<Vec<_>>()),
         ] {
             let err = parse_ratelimits(&bad).unwrap_err();
-            assert!(matches!(err, Error::Invalid(ref f) if f.contains_key("ratelimits")), "{bad}");
+            assert!(
+                matches!(err, Error::Invalid(ref f) if f.contains_key("ratelimits")),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn credits_and_refills() {
         assert_eq!(parse_credits(&json!(null)).unwrap(), None);
-        let c = parse_credits(&json!({"remaining": 5, "refill": {"interval": "monthly", "amount": 9}}))
-            .unwrap()
-            .unwrap();
+        let c =
+            parse_credits(&json!({"remaining": 5, "refill": {"interval": "monthly", "amount": 9}}))
+                .unwrap()
+                .unwrap();
         assert_eq!((c.remaining, c.refill.unwrap().day), (5, 1));
         for bad in [
             json!({}),
@@ -522,43 +532,74 @@ mod tests {
 
     #[test]
     fn refill_calendar() {
-        let daily = Refill { interval: Interval::Daily, amount: 5, day: 1 };
+        let daily = Refill {
+            interval: Interval::Daily,
+            amount: 5,
+            day: 1,
+        };
         let now = ms("2026-03-15T10:00:00Z");
         assert_eq!(daily.last_at_or_before(now), ms("2026-03-15T00:00:00Z"));
         assert_eq!(daily.next_after(now), ms("2026-03-16T00:00:00Z"));
-        let monthly = Refill { interval: Interval::Monthly, amount: 5, day: 20 };
+        let monthly = Refill {
+            interval: Interval::Monthly,
+            amount: 5,
+            day: 20,
+        };
         assert_eq!(monthly.last_at_or_before(now), ms("2026-02-20T00:00:00Z"));
         assert_eq!(monthly.next_after(now), ms("2026-03-20T00:00:00Z"));
         let at = ms("2026-03-20T00:00:00Z");
         assert_eq!(monthly.last_at_or_before(at), at);
         assert_eq!(monthly.next_after(at), ms("2026-04-20T00:00:00Z"));
         // Set at 10:00 the 15th: the first refill is the 16th at midnight.
-        let credits = Credits { refill: Some(daily), set_at: now };
+        let credits = Credits {
+            refill: Some(daily),
+            set_at: now,
+        };
         assert_eq!(credits.balance(3, now, ms("2026-03-15T23:59:59Z")), 3);
         assert_eq!(credits.balance(3, now, ms("2026-03-16T00:00:00Z")), 5);
-        let never = Credits { refill: None, set_at: now };
+        let never = Credits {
+            refill: None,
+            set_at: now,
+        };
         assert_eq!(never.balance(3, now, ms("2027-01-01T00:00:00Z")), 3);
     }
 
     #[test]
     fn allowed_ips_are_canonical() {
-        let ips = parse_allowed_ips(&json!(["10.1.2.3/8", "192.0.2.7", "2001:db8::1/32", "192.0.2.7/32"]))
-            .unwrap();
-        assert_eq!(ips.to_strings(), ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        let ips = parse_allowed_ips(&json!([
+            "10.1.2.3/8",
+            "192.0.2.7",
+            "2001:db8::1/32",
+            "192.0.2.7/32"
+        ]))
+        .unwrap();
+        assert_eq!(
+            ips.to_strings(),
+            ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]
+        );
         assert!(ips.allows(Some("10.9.9.9".parse().unwrap())));
         assert!(ips.allows(Some("::ffff:10.9.9.9".parse().unwrap())));
         assert!(!ips.allows(Some("11.0.0.1".parse().unwrap())));
         assert!(!ips.allows(None));
         assert!(AllowedIps::default().allows(None));
         assert_eq!(AllowedIps::decode(&ips.encode()), ips);
-        for bad in [json!("10.0.0.0/8"), json!(["10.0.0.0/33"]), json!(["x"]), json!([1])] {
+        for bad in [
+            json!("10.0.0.0/8"),
+            json!(["10.0.0.0/33"]),
+            json!(["x"]),
+            json!([1]),
+        ] {
             assert!(parse_allowed_ips(&bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn windows_align_to_the_epoch() {
-        let limit = RateLimit { name: "a".into(), limit: 1, duration_ms: 2000 };
+        let limit = RateLimit {
+            name: "a".into(),
+            limit: 1,
+            duration_ms: 2000,
+        };
         assert_eq!(limit.window(4999), (4000, 6000));
         assert_eq!(limit.window(6000), (6000, 8000));
     }

@@ -245,8 +245,10 @@ pub fn balances(
 /// Deletes windows that ended before `before_ms`; returns how many.
 pub fn prune_windows(conn: &mut DbConnection, before_ms: i64) -> Result<usize, Error> {
     use crate::schema::rate_windows;
-    Ok(diesel::delete(rate_windows::table.filter(rate_windows::window_end.lt(before_ms)))
-        .execute(conn)?)
+    Ok(
+        diesel::delete(rate_windows::table.filter(rate_windows::window_end.lt(before_ms)))
+            .execute(conn)?,
+    )
 }
 
 #[cfg(test)]

@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::http::Method;
 use actix_web::test::TestRequest;
-use chrono::{TimeDelta, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 
 use crate::both_backends;
@@ -68,13 +67,21 @@ impl Client {
     }
 
     /// `None` when the instance does not answer (it was killed).
-    fn call(&mut self, method: &str, path: &str, key: &str, body: Option<&Value>) -> Option<Answer> {
+    fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<&Value>,
+    ) -> Option<Answer> {
         // A kept-alive connection the server closed meanwhile: one more try
         // on a new one.
         for _ in 0..2 {
             if self.conn.is_none() {
                 let stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-                stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
                 stream.set_nodelay(true).unwrap();
                 self.conn = Some(BufReader::new(stream));
             }
@@ -86,7 +93,13 @@ impl Client {
         None
     }
 
-    fn exchange(&mut self, method: &str, path: &str, key: &str, body: Option<&Value>) -> Option<Answer> {
+    fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<&Value>,
+    ) -> Option<Answer> {
         let conn = self.conn.as_mut()?;
         let body = body.map(Value::to_string).unwrap_or_default();
         let request = format!(
@@ -155,7 +168,10 @@ impl Instance {
         let mut client = Client::new(port);
         let deadline = Instant::now() + Duration::from_secs(20);
         while client.call("GET", "/readiness", "", None).map(|a| a.status) != Some(200) {
-            assert!(Instant::now() < deadline, "an instance did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "an instance did not become ready"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Self { port, child }
@@ -181,11 +197,20 @@ impl Drop for Instance {
 /// Three instances and a key made through the first with `limits` (the
 /// binary runs on the wall clock: the key works today). Returns the
 /// instances, the key's id and its secret, and the administrator's secret.
-fn three_instances(app: &TestApp, dir: &std::path::Path, limits: Value) -> (Vec<Instance>, String, String, String) {
+fn three_instances(
+    app: &TestApp,
+    dir: &std::path::Path,
+    limits: Value,
+) -> (Vec<Instance>, String, String, String) {
     let w = World::new(app);
     let real_today = Utc::now().date_naive();
     let admin = app
-        .key_until(&w.acme, &w.admin, &Scope::ALL, real_today + chrono::Days::new(30))
+        .key_until(
+            &w.acme,
+            &w.admin,
+            &Scope::ALL,
+            real_today + chrono::Days::new(30),
+        )
         .1;
     let instances: Vec<Instance> = (0..3).map(|_| Instance::start(app, dir)).collect();
     let mut body = json!({
@@ -377,5 +402,227 @@ both_backends! {
         let key = Client::new(instances[0].port).call("GET", &format!("{KEYS}/{id}"), &admin, None).unwrap();
         assert_eq!(key.status, 200, "{}", key.body);
         assert_eq!(key.body["credits"]["remaining"], json!(0), "{}", key.body);
+    }
+}
+
+/// Gives `user` of acme its own limits, straight in the database (shared by
+/// all its keys); its balance is set as of now.
+fn set_user_limits(
+    app: &TestApp,
+    tenant_id: &str,
+    user_id: &str,
+    ratelimits: Value,
+    credits: Option<u64>,
+) {
+    use diesel::prelude::*;
+    use keyward::limits::{Credits, Limits};
+    use keyward::schema::users;
+    let now_ms = app.now().timestamp_millis();
+    let limits = Limits {
+        ratelimits: serde_json::from_value(ratelimits).unwrap(),
+        credits: credits.map(|_| Credits {
+            refill: None,
+            set_at: now_ms,
+        }),
+    };
+    diesel::update(users::table.filter(users::id.eq(user_id)))
+        .set((
+            users::ratelimits.eq(limits.encode_ratelimits()),
+            users::credits.eq(limits.encode_credits()),
+        ))
+        .execute(&mut *app.conn())
+        .unwrap();
+    if let Some(remaining) = credits {
+        keyward::limiter::store::set_balance(
+            &mut app.conn(),
+            tenant_id,
+            user_id,
+            remaining,
+            now_ms,
+        )
+        .unwrap();
+    }
+}
+
+/// A key of alice's made by the administrator with `limits`; (id, secret).
+async fn limited_key(app: &TestApp, w: &World, admin: &str, limits: Value) -> (String, String) {
+    let mut body = json!({"name": "limited", "user_id": w.alice.id, "expiration_date": (today() + chrono::Days::new(300)).to_string()});
+    for (field, value) in limits.as_object().unwrap() {
+        body[field] = value.clone();
+    }
+    let made = app.post(KEYS, "acme", admin, body).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    (
+        made.body["id"].as_str().unwrap().to_owned(),
+        made.body["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn spend(app: &TestApp, key: &str, cost: u32) -> Reply {
+    app.get(&format!("{AUTH}?cost={cost}"), "acme", key).await
+}
+
+/// A passing verification and what it leaves: each rate limit's
+/// `(name, scope, remaining)` in the answer's order, and the credits.
+fn assert_left(reply: &Reply, ratelimits: &[(&str, &str, u64)], key: Value, user: Value) {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let got: Vec<(String, String, u64)> = reply.body["ratelimits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["scope"].as_str().unwrap().to_owned(),
+                r["remaining"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let wanted: Vec<(String, String, u64)> = ratelimits
+        .iter()
+        .map(|(n, s, r)| (n.to_string(), s.to_string(), *r))
+        .collect();
+    assert_eq!(got, wanted, "{}", reply.text);
+    assert_eq!(
+        reply.body["credits"],
+        json!({"key": key, "user": user}),
+        "{}",
+        reply.text
+    );
+}
+
+fn assert_throttled(reply: &Reply, title: &str, retry_after: Option<&str>) {
+    assert_eq!(reply.status, 429, "{}", reply.text);
+    assert_eq!(reply.body["title"], json!(title), "{}", reply.text);
+    assert_eq!(reply.header("retry-after"), retry_after, "{}", reply.text);
+}
+
+/// The key object's balance, after this instance gave back what it holds.
+async fn remaining(app: &TestApp, admin: &str, id: &str) -> Value {
+    app.state
+        .clone()
+        .into_inner()
+        .give_back_leases(0)
+        .await
+        .unwrap();
+    let key = app.get(&format!("{KEYS}/{id}"), "acme", admin).await;
+    assert_eq!(key.status, 200, "{}", key.text);
+    key.body["credits"]["remaining"].clone()
+}
+
+fn at(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, min, s).unwrap()
+}
+
+both_backends! {
+    async fn a_refused_verification_consumes_nothing_from_the_other_limits(app: &TestApp) {
+        let w = World::new(app);
+        let admin = app.key_until(&w.acme, &w.admin, &Scope::ALL, today() + chrono::Days::new(300)).1;
+        app.clock.set(at(2026, 6, 15, 12, 0, 10));
+        set_user_limits(app, &w.acme.id, &w.alice.id,
+            json!([{"name": "user-minute", "limit": 20, "duration_ms": 60000}]), Some(50));
+        let (one, one_secret) = limited_key(app, &w, &admin, json!({
+            "ratelimits": [{"name": "minute", "limit": 10, "duration_ms": 60000},
+                {"name": "hour", "limit": 100, "duration_ms": 3600000}],
+            "credits": {"remaining": 5, "refill": null},
+        })).await;
+        let (two, two_secret) = limited_key(app, &w, &admin, json!({
+            "ratelimits": [{"name": "tight", "limit": 3, "duration_ms": 60000}],
+            "credits": {"remaining": 100, "refill": null},
+        })).await;
+        let plain = &w.alice_key.1;
+
+        // The key's credits refuse: its windows and the user's keep what they had.
+        assert_left(&spend(app, &one_secret, 4).await,
+            &[("minute", "key", 6), ("hour", "key", 96), ("user-minute", "user", 16)], json!(1), json!(46));
+        assert_throttled(&spend(app, &one_secret, 2).await, "Usage credits exhausted", None);
+        assert_left(&spend(app, &one_secret, 1).await,
+            &[("minute", "key", 5), ("hour", "key", 95), ("user-minute", "user", 15)], json!(0), json!(45));
+
+        // The key's window refuses: its credits and the user's keep what they had.
+        assert_left(&spend(app, &two_secret, 3).await,
+            &[("tight", "key", 0), ("user-minute", "user", 12)], json!(97), json!(42));
+        let refused = spend(app, &two_secret, 1).await;
+        assert_throttled(&refused, "Rate limit tight exceeded", Some("50"));
+        assert_eq!(refused.header("ratelimit-policy"), Some("\"tight\";q=3;w=60"));
+        assert_eq!(refused.header("ratelimit"), Some("\"tight\";r=0;t=50"));
+        assert_throttled(&spend(app, &two_secret, 1).await, "Rate limit tight exceeded", Some("50"));
+        assert_left(&spend(app, plain, 1).await, &[("user-minute", "user", 11)], Value::Null, json!(41));
+
+        // The user's window refuses: the key's window and credits keep what they had.
+        app.clock.set(at(2026, 6, 15, 12, 1, 5));
+        assert_left(&spend(app, plain, 19).await, &[("user-minute", "user", 1)], Value::Null, json!(22));
+        assert_throttled(&spend(app, &two_secret, 2).await, "Rate limit user-minute exceeded", Some("55"));
+        assert_left(&spend(app, &two_secret, 1).await,
+            &[("tight", "key", 2), ("user-minute", "user", 0)], json!(96), json!(21));
+
+        // The user's credits refuse: the key's keep what they had.
+        app.clock.set(at(2026, 6, 15, 12, 2, 0));
+        set_user_limits(app, &w.acme.id, &w.alice.id, json!([]), Some(2));
+        app.state.auth_cache.clear();
+        assert_throttled(&spend(app, &two_secret, 3).await, "Usage credits exhausted", None);
+        assert_left(&spend(app, &two_secret, 2).await, &[("tight", "key", 1)], json!(94), json!(0));
+
+        // The database agrees, once the instance gave back what it held.
+        assert_eq!(remaining(app, &admin, &one).await, json!(0));
+        assert_eq!(remaining(app, &admin, &two).await, json!(94));
+    }
+
+    async fn credits_refill_on_time_with_no_verification_then(app: &TestApp) {
+        let w = World::new(app);
+        let admin = app.key_until(&w.acme, &w.admin, &Scope::ALL, today() + chrono::Days::new(300)).1;
+        app.clock.set(at(2026, 6, 15, 12, 0, 10));
+        let (daily, daily_secret) = limited_key(app, &w, &admin, json!({
+            "credits": {"remaining": 3, "refill": {"interval": "daily", "amount": 10}},
+        })).await;
+        let (monthly, monthly_secret) = limited_key(app, &w, &admin, json!({
+            "credits": {"remaining": 1000, "refill": {"interval": "monthly", "amount": 500, "day": 1}},
+        })).await;
+        assert_eq!(remaining(app, &admin, &daily).await, json!(3));
+        assert_left(&spend(app, &daily_secret, 3).await, &[], json!(0), Value::Null);
+        assert_throttled(&spend(app, &daily_secret, 1).await, "Usage credits exhausted", Some("43190"));
+        // A few verifications: this instance now holds a lease of the balance.
+        for left in [999, 998, 997] {
+            assert_left(&spend(app, &monthly_secret, 1).await, &[], json!(left), Value::Null);
+        }
+
+        // Nobody verifies at midnight: the balance is set all the same.
+        app.clock.set(at(2026, 6, 16, 1, 0, 0));
+        assert_eq!(remaining(app, &admin, &daily).await, json!(10));
+        assert_left(&spend(app, &daily_secret, 1).await, &[], json!(9), Value::Null);
+        assert_left(&spend(app, &daily_secret, 9).await, &[], json!(0), Value::Null);
+        assert_throttled(&spend(app, &daily_secret, 1).await, "Usage credits exhausted", Some("82800"));
+        // Exactly at the next midnight, through /v1/auth first.
+        app.clock.set(at(2026, 6, 17, 0, 0, 0));
+        assert_left(&spend(app, &daily_secret, 10).await, &[], json!(0), Value::Null);
+        assert_throttled(&spend(app, &daily_secret, 1).await, "Usage credits exhausted", Some("86400"));
+        assert_eq!(remaining(app, &admin, &daily).await, json!(0));
+
+        // The monthly balance until the 1st: what this instance held was
+        // given back to the old balance, which the refill then replaced.
+        app.clock.set(at(2026, 6, 30, 23, 59, 59));
+        assert_eq!(remaining(app, &admin, &monthly).await, json!(997));
+        app.clock.set(at(2026, 7, 1, 0, 0, 0));
+        assert_eq!(remaining(app, &admin, &monthly).await, json!(500));
+        assert_left(&spend(app, &monthly_secret, 500).await, &[], json!(0), Value::Null);
+        let refused = spend(app, &monthly_secret, 1).await;
+        assert_throttled(&refused, "Usage credits exhausted", Some(&(31 * 86400).to_string()));
+        app.clock.set(at(2026, 7, 31, 23, 0, 0));
+        assert_eq!(remaining(app, &admin, &monthly).await, json!(0));
+
+        // A lease held over the refill is not given back into the new
+        // balance: this instance holds one of August's when another instance
+        // verifies first in September.
+        app.clock.set(at(2026, 8, 1, 0, 0, 0));
+        for left in [499, 498, 497] {
+            assert_left(&spend(app, &monthly_secret, 1).await, &[], json!(left), Value::Null);
+        }
+        app.clock.set(at(2026, 9, 1, 0, 0, 1));
+        let other = app.reconfigured(|_| {});
+        let reply = app.send_to(other.clone(), TestRequest::get().uri(AUTH)
+            .insert_header(("tenant", "acme")).insert_header(("x-key", monthly_secret.as_str()))).await;
+        assert_left(&reply, &[], json!(499), Value::Null);
+        assert_eq!(other.into_inner().give_back_leases(0).await.unwrap(), 0, "it holds nothing");
+        assert_eq!(remaining(app, &admin, &monthly).await, json!(499));
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use utoipa::openapi::{ObjectBuilder, RefOr, Required, Schema, Type};
 use utoipa::{IntoParams, Modify, PartialSchema, ToSchema};
 
+use super::limits::{CreditsSchema, RateLimitSchema};
 use super::{fields_named, param, push, uuid_param, PageQuery, ResultOk, OK};
 use crate::access::Caller;
 use crate::api::input::{path_id, Body, JsonObject, QueryParams};
@@ -22,7 +23,6 @@ use crate::keys::{
 };
 use crate::limits::{self, AllowedIps, ControlChange, CreditsSetting, RateLimit};
 use crate::paging::Page;
-use super::limits::{CreditsSchema, RateLimitSchema};
 use crate::AppState;
 
 /// The fixed message of a DELETE whose id names no key the caller may see.

@@ -24,14 +24,14 @@ use utoipa::openapi::PathItem;
 use utoipa::{Modify, ToSchema};
 
 use crate::access::Caller;
-use crate::api::context::{RATELIMIT, RATELIMIT_POLICY};
-use crate::auth::Verifying;
-use crate::error::UsageRefusal;
-use crate::limiter::{self, Exhausted, Spent, WindowState};
 use crate::analytics::{CountedKey, Outcome};
+use crate::api::context::{RATELIMIT, RATELIMIT_POLICY};
 use crate::api::Timestamp;
+use crate::auth::Verifying;
 use crate::error::Error;
+use crate::error::UsageRefusal;
 use crate::keys::Scope;
+use crate::limiter::{self, Exhausted, Spent, WindowState};
 use crate::AppState;
 
 /// The methods a proxy may forward; anything else is 405.
