@@ -177,6 +177,23 @@ impl Instance {
         Self { port, child }
     }
 
+    /// SIGTERM, and waits (at most 15 s) for it to stop.
+    fn terminate(&mut self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "an instance did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn kill_9(&mut self) {
         let killed = Command::new("kill")
             .args(["-KILL", &self.child.id().to_string()])
@@ -319,90 +336,195 @@ both_backends! {
     }
 
     async fn credits_spent_through_three_instances_one_killed(app: &TestApp) {
-        const CREDITS: usize = 1000;
         let dir = tempfile::tempdir().unwrap();
         let (mut instances, id, secret, admin) = three_instances(app, dir.path(), json!({
             "credits": {"remaining": CREDITS, "refill": null},
         }));
-        let successes = Arc::new(AtomicUsize::new(0));
-        let killed = Arc::new(AtomicBool::new(false));
-        // Three threads per instance, each about 100 verifications a second,
-        // until refused (or, on the killed instance, unanswered).
-        let threads: Vec<_> = instances
-            .iter()
-            .enumerate()
-            .flat_map(|(n, i)| std::iter::repeat_n((n, i.port), 3))
-            .map(|(n, port)| {
-                let (secret, successes, killed) = (secret.clone(), Arc::clone(&successes), Arc::clone(&killed));
-                std::thread::spawn(move || {
-                    let mut client = Client::new(port);
-                    let mut mine = 0;
-                    loop {
-                        let Some(answer) = client.call("GET", AUTH, &secret, None) else {
-                            assert!(n == 2 && killed.load(Ordering::SeqCst), "instance {n} stopped answering");
-                            return mine;
-                        };
-                        match answer.status {
-                            200 => {
-                                mine += 1;
-                                successes.fetch_add(1, Ordering::SeqCst);
-                                let left = answer.body["credits"]["key"].as_i64().unwrap();
-                                assert!((0..CREDITS as i64).contains(&left), "{}", answer.body);
-                            }
-                            429 => {
-                                assert_eq!(answer.body["title"], json!("Usage credits exhausted"), "{}", answer.body);
-                                assert!(answer.header("retry-after").is_none(), "no refill, no Retry-After");
-                                return mine;
-                            }
-                            _ => panic!("{} {}", answer.status, answer.body),
-                        }
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                })
-            })
-            .collect();
+        let load = CreditLoad::start(&instances, &secret);
         // Killed mid-way, while it serves from what it reserved.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while successes.load(Ordering::SeqCst) < CREDITS * 2 / 5 {
-            assert!(Instant::now() < deadline, "the load never reached 40 %");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        killed.store(true, Ordering::SeqCst);
+        load.wait_for(CREDITS * 2 / 5);
+        load.stopped.store(true, Ordering::SeqCst);
         instances[2].kill_9();
-        let at_kill = successes.load(Ordering::SeqCst);
-        let per_thread: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        let by_killed: usize = per_thread[6..].iter().sum();
-        assert!(by_killed > 0, "the killed instance served before it died: {per_thread:?}");
+        let at_kill = load.spent();
+        let (spent, by_third) = load.join();
+        assert!(by_third > 0, "the killed instance served before it died");
         // Whatever the survivors still hold unused comes back after a second
         // idle; then they drain the balance to its end.
         std::thread::sleep(Duration::from_millis(1500));
-        let mut drained = 0;
-        for instance in &instances[..2] {
-            let mut client = Client::new(instance.port);
-            loop {
-                let answer = client.call("GET", AUTH, &secret, None).unwrap();
-                if answer.status == 429 {
-                    break;
-                }
-                assert_eq!(answer.status, 200, "{}", answer.body);
-                drained += 1;
-            }
-        }
-        let total = successes.load(Ordering::SeqCst) + drained;
+        let drained = drain(&instances[..2], &secret);
+        let total = spent + drained;
         let lost = CREDITS as i64 - total as i64;
-        // What the killed instance can have held: with cost 1 it reserves only
-        // when it holds nothing, and a reservation takes at most a twentieth
-        // of what is left (`store::CREDIT_SHARE`), at most 1000 / 20; what it
-        // had spent but not yet answered came out of that reservation too.
-        let bound = (CREDITS / keyward::limiter::store::CREDIT_SHARE as usize) as i64;
-        eprintln!("successes {total} (at the kill {at_kill}, by the killed instance {by_killed}, drained after {drained}); lost {lost} (bound {bound})");
-        assert!(lost >= 0, "{total} successes out of {CREDITS} credits");
+        // What the killed instance can have held. It reserves only when it
+        // holds less than the cost at hand (so less than MAX_COST), and a
+        // reservation takes the cost or at most a twentieth of what is left
+        // (`store::CREDIT_SHARE`), at most 1000 / 20. What it had spent but
+        // not answered came out of what it held.
+        let share = (CREDITS / keyward::limiter::store::CREDIT_SHARE as usize) as i64;
+        let bound = (MAX_COST as i64).max(MAX_COST as i64 - 1 + share);
+        eprintln!("spent {total} (at the kill {at_kill}, by the killed instance {by_third}, drained after {drained}); lost {lost} (bound {bound})");
+        assert!(lost >= 0, "{total} spent out of {CREDITS} credits");
         assert!(lost <= bound, "lost {lost} credits, more than the {bound} a killed instance may hold");
         // The survivors hold nothing and the balance is spent: the key object says 0.
         let key = Client::new(instances[0].port).call("GET", &format!("{KEYS}/{id}"), &admin, None).unwrap();
         assert_eq!(key.status, 200, "{}", key.body);
         assert_eq!(key.body["credits"]["remaining"], json!(0), "{}", key.body);
     }
+
+    async fn credits_are_given_back_at_shutdown_and_when_idle(app: &TestApp) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut instances, id, secret, admin) = three_instances(app, dir.path(), json!({
+            "credits": {"remaining": CREDITS, "refill": null},
+        }));
+        let load = CreditLoad::start(&instances, &secret);
+        // One instance stops (SIGTERM) while it holds what it reserved: it
+        // gives that back. (Its clients go first: actix serves kept-alive
+        // connections until they close.)
+        load.wait_for(CREDITS * 3 / 10);
+        load.third_done.store(true, Ordering::SeqCst);
+        load.stopped.store(true, Ordering::SeqCst);
+        instances[2].terminate();
+        // The load stops with the survivors holding leases: given back after
+        // a second unused.
+        load.wait_for(CREDITS * 6 / 10);
+        load.done.store(true, Ordering::SeqCst);
+        let (spent, by_third) = load.join();
+        assert!(by_third > 0, "the stopped instance served before it stopped");
+        assert!(spent < CREDITS, "stopped before the end: {spent}");
+        std::thread::sleep(Duration::from_millis(1500));
+        let key = Client::new(instances[0].port).call("GET", &format!("{KEYS}/{id}"), &admin, None).unwrap();
+        assert_eq!(key.status, 200, "{}", key.body);
+        assert_eq!(key.body["credits"]["remaining"], json!(CREDITS - spent), "nothing held: {}", key.body);
+        // Not one credit lost.
+        let drained = drain(&instances[..1], &secret);
+        assert_eq!(spent + drained, CREDITS, "spent {spent}, then drained {drained}");
+    }
+}
+
+const CREDITS: usize = 1000;
+/// The load's costs go 1, 2, .. MAX_COST, 1, ..
+const MAX_COST: usize = 5;
+
+/// Three client threads per instance spending credits, each about 100
+/// verifications a second, until refused, told to stop, or (on the third
+/// instance, once `stopped`) unanswered.
+struct CreditLoad {
+    spent: Arc<AtomicUsize>,
+    stopped: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+    /// The third instance's clients stop.
+    third_done: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<usize>>,
+}
+
+impl CreditLoad {
+    fn start(instances: &[Instance], secret: &str) -> Self {
+        let spent = Arc::new(AtomicUsize::new(0));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let third_done = Arc::new(AtomicBool::new(false));
+        let threads = instances
+            .iter()
+            .enumerate()
+            .flat_map(|(n, i)| std::iter::repeat_n((n, i.port), 3))
+            .enumerate()
+            .map(|(t, (n, port))| {
+                let (secret, spent, stopped) =
+                    (secret.to_owned(), Arc::clone(&spent), Arc::clone(&stopped));
+                let all_done = Arc::clone(&done);
+                let done = Arc::clone(if n == 2 { &third_done } else { &done });
+                std::thread::spawn(move || {
+                    let mut client = Client::new(port);
+                    let mut mine = 0;
+                    for i in t.. {
+                        if done.load(Ordering::SeqCst) || all_done.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let cost = 1 + i % MAX_COST;
+                        let Some(answer) =
+                            client.call("GET", &format!("{AUTH}?cost={cost}"), &secret, None)
+                        else {
+                            assert!(
+                                n == 2 && stopped.load(Ordering::SeqCst),
+                                "instance {n} stopped answering"
+                            );
+                            break;
+                        };
+                        match answer.status {
+                            200 => {
+                                mine += cost;
+                                spent.fetch_add(cost, Ordering::SeqCst);
+                                let left = answer.body["credits"]["key"].as_i64().unwrap();
+                                assert!((0..CREDITS as i64).contains(&left), "{}", answer.body);
+                            }
+                            429 => {
+                                assert_eq!(
+                                    answer.body["title"],
+                                    json!("Usage credits exhausted"),
+                                    "{}",
+                                    answer.body
+                                );
+                                assert!(
+                                    answer.header("retry-after").is_none(),
+                                    "no refill, no Retry-After"
+                                );
+                                break;
+                            }
+                            _ => panic!("{} {}", answer.status, answer.body),
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        Self {
+            spent,
+            stopped,
+            done,
+            third_done,
+            threads,
+        }
+    }
+
+    fn spent(&self) -> usize {
+        self.spent.load(Ordering::SeqCst)
+    }
+
+    fn wait_for(&self, spent: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.spent() < spent {
+            assert!(Instant::now() < deadline, "the load never spent {spent}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// What was spent in all, and through the third instance.
+    fn join(self) -> (usize, usize) {
+        let per_thread: Vec<usize> = self
+            .threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        (per_thread.iter().sum(), per_thread[6..].iter().sum())
+    }
+}
+
+/// Spends one credit at a time through each of `instances` until refused;
+/// returns how many.
+fn drain(instances: &[Instance], secret: &str) -> usize {
+    let mut drained = 0;
+    for instance in instances {
+        let mut client = Client::new(instance.port);
+        loop {
+            let answer = client.call("GET", AUTH, secret, None).unwrap();
+            if answer.status == 429 {
+                break;
+            }
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            drained += 1;
+        }
+    }
+    drained
 }
 
 /// Gives `user` of acme its own limits, straight in the database (shared by
