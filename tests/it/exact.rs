@@ -214,7 +214,8 @@ impl Drop for Instance {
 /// Three instances and a key made through the first with `limits` (the
 /// binary runs on the wall clock: the key works today). Returns the
 /// instances, the key's id and its secret, and the administrator's secret.
-fn three_instances(
+fn instances(
+    n: usize,
     app: &TestApp,
     dir: &std::path::Path,
     limits: Value,
@@ -229,7 +230,7 @@ fn three_instances(
             real_today + chrono::Days::new(30),
         )
         .1;
-    let instances: Vec<Instance> = (0..3).map(|_| Instance::start(app, dir)).collect();
+    let instances: Vec<Instance> = (0..n).map(|_| Instance::start(app, dir)).collect();
     let mut body = json!({
         "name": "shared",
         "user_id": w.alice.id,
@@ -264,7 +265,7 @@ const WINDOW_MS: i64 = 2000;
 both_backends! {
     async fn three_instances_share_a_rate_limit_exactly(app: &TestApp) {
         let dir = tempfile::tempdir().unwrap();
-        let (instances, _, secret, _) = three_instances(app, dir.path(), json!({
+        let (instances, _, secret, _) = instances(3, app, dir.path(), json!({
             "ratelimits": [{"name": "burst", "limit": LIMIT, "duration_ms": WINDOW_MS}],
         }));
         // Load from just after a window starts to past three more windows:
@@ -337,7 +338,7 @@ both_backends! {
 
     async fn credits_spent_through_three_instances_one_killed(app: &TestApp) {
         let dir = tempfile::tempdir().unwrap();
-        let (mut instances, id, secret, admin) = three_instances(app, dir.path(), json!({
+        let (mut instances, id, secret, admin) = instances(3, app, dir.path(), json!({
             "credits": {"remaining": CREDITS, "refill": null},
         }));
         let load = CreditLoad::start(&instances, &secret);
@@ -372,7 +373,7 @@ both_backends! {
 
     async fn credits_are_given_back_at_shutdown_and_when_idle(app: &TestApp) {
         let dir = tempfile::tempdir().unwrap();
-        let (mut instances, id, secret, admin) = three_instances(app, dir.path(), json!({
+        let (mut instances, id, secret, admin) = instances(3, app, dir.path(), json!({
             "credits": {"remaining": CREDITS, "refill": null},
         }));
         let load = CreditLoad::start(&instances, &secret);
@@ -397,6 +398,33 @@ both_backends! {
         // Not one credit lost.
         let drained = drain(&instances[..1], &secret);
         assert_eq!(spent + drained, CREDITS, "spent {spent}, then drained {drained}");
+    }
+
+    async fn an_instance_stopped_gives_back_what_it_held(app: &TestApp) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut instances, id, secret, _) = instances(1, app, dir.path(), json!({
+            "credits": {"remaining": CREDITS, "refill": null},
+        }));
+        // Three verifications in a row: the second one's reservation is
+        // sized by the rate (a lease, more than it needs).
+        let mut client = Client::new(instances[0].port);
+        for left in [999, 998, 997] {
+            let answer = client.call("GET", AUTH, &secret, None).unwrap();
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            assert_eq!(answer.body["credits"]["key"], json!(left));
+        }
+        let stored = || {
+            let balances = keyward::limiter::store::balances(&mut app.conn(), &app_tenant(app), &[id.as_str()]).unwrap();
+            balances[&id].remaining
+        };
+        let held = CREDITS as i64 - 3 - stored();
+        assert!(held > 0, "the instance holds a lease");
+        // A verification of cost 0 uses the lease: it is not idle when the
+        // instance stops (well under the second after which it would be).
+        assert_eq!(client.call("GET", &format!("{AUTH}?cost=0"), &secret, None).unwrap().status, 200);
+        drop(client);
+        instances[0].terminate();
+        assert_eq!(stored(), CREDITS as i64 - 3, "{held} held, given back at shutdown");
     }
 }
 
@@ -525,6 +553,13 @@ fn drain(instances: &[Instance], secret: &str) -> usize {
         }
     }
     drained
+}
+
+/// acme's id.
+fn app_tenant(app: &TestApp) -> String {
+    keyward::tenants::get_by_name(&mut app.conn(), "acme")
+        .unwrap()
+        .id
 }
 
 /// Gives `user` of acme its own limits, straight in the database (shared by
