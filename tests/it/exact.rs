@@ -377,21 +377,17 @@ both_backends! {
             "credits": {"remaining": CREDITS, "refill": null},
         }));
         let load = CreditLoad::start(&instances, &secret);
-        // One instance stops (SIGTERM) while it holds what it reserved: it
-        // gives that back. (Its clients go first: actix serves kept-alive
-        // connections until they close.)
+        // The load stops mid-way with every instance holding leases; then
+        // one instance stops (SIGTERM): it gives its back at shutdown, the
+        // survivors theirs after a second unused.
         load.wait_for(CREDITS * 3 / 10);
-        load.third_done.store(true, Ordering::SeqCst);
-        load.stopped.store(true, Ordering::SeqCst);
-        instances[2].terminate();
-        // The load stops with the survivors holding leases: given back after
-        // a second unused.
-        load.wait_for(CREDITS * 6 / 10);
         load.done.store(true, Ordering::SeqCst);
+        load.third_done.store(true, Ordering::SeqCst);
         let (spent, by_third) = load.join();
         assert!(by_third > 0, "the stopped instance served before it stopped");
         assert!(spent < CREDITS, "stopped before the end: {spent}");
-        std::thread::sleep(Duration::from_millis(1500));
+        instances[2].terminate();
+        std::thread::sleep(Duration::from_millis(2000));
         let key = Client::new(instances[0].port).call("GET", &format!("{KEYS}/{id}"), &admin, None).unwrap();
         assert_eq!(key.status, 200, "{}", key.body);
         assert_eq!(key.body["credits"]["remaining"], json!(CREDITS - spent), "nothing held: {}", key.body);
