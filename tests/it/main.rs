@@ -12,6 +12,7 @@ mod cli;
 mod console;
 mod cors;
 mod estuary;
+mod exact;
 mod freshness;
 mod front;
 mod limits;
