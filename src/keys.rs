@@ -219,6 +219,7 @@ impl Credential {
     /// What limits the key at verification.
     pub fn control(&self) -> Control {
         Control {
+            key_id: self.key.id.clone(),
             key_owner: self.key.usage_id.clone(),
             key: self.key.limits.clone(),
             user_owner: self.key.user_id.clone(),

@@ -182,6 +182,7 @@ impl AppState {
                 held.push(gate.lock_owned().await);
             }
             // Someone else may have reserved while this one waited.
+            let now_ms = self.clock.now().timestamp_millis();
             let lacking = match self.limiter.try_spend(plan, cost, now_ms) {
                 Ok(spent) => return Ok(Ok(spent)),
                 Err(lacking) => lacking,

@@ -69,6 +69,15 @@ pub struct CounterKey {
 struct Counter {
     key: Arc<CounterKey>,
     scope: Scope,
+    /// Whom a webhook about it names: the key, or the user.
+    subject: Arc<Subject>,
+}
+
+/// The key and user a counter belongs to, as webhooks name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub key_id: String,
+    pub user_id: String,
 }
 
 impl Counter {
@@ -90,6 +99,10 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(tenant_id: &str, control: &Control) -> Self {
+        let subject = Arc::new(Subject {
+            key_id: control.key_id.clone(),
+            user_id: control.user_owner.clone(),
+        });
         let counter = |owner: &str, what: What, scope| Counter {
             key: Arc::new(CounterKey {
                 tenant_id: tenant_id.to_owned(),
@@ -97,6 +110,7 @@ impl Plan {
                 what,
             }),
             scope,
+            subject: Arc::clone(&subject),
         };
         let mut counters = Vec::new();
         for (owner, limits, scope) in [
@@ -215,6 +229,8 @@ impl Lease {
 pub struct Need {
     index: usize,
     key: Arc<CounterKey>,
+    scope: Scope,
+    subject: Arc<Subject>,
     needed: i64,
     want: i64,
     now_ms: i64,
@@ -273,6 +289,8 @@ impl Limiter {
                 Need {
                     index,
                     key: Arc::clone(&counter.key),
+                    scope: counter.scope,
+                    subject: Arc::clone(&counter.subject),
                     needed,
                     want: want.max(needed),
                     now_ms,
@@ -383,6 +401,12 @@ fn spend_locked(
         let Some(lease) = leases.get_mut(&*counter.key) else {
             continue;
         };
+        // A request that read the clock before a newer one reserved
+        // must not throw the newer period's lease away: it asks again.
+        if lease.period > period {
+            lacking.push(i);
+            continue;
+        }
         if lease.period != period {
             *lease = Lease {
                 gate: Arc::clone(&lease.gate),
@@ -449,18 +473,67 @@ pub fn reserve(
                     need.needed,
                     need.want,
                 ),
-                What::Credits(credits) => store::reserve_credits(
-                    conn,
-                    &key.tenant_id,
-                    &key.owner,
-                    credits,
-                    need.now_ms,
-                    need.needed,
-                    need.want,
-                ),
+                What::Credits(credits) => {
+                    let grant = store::reserve_credits(
+                        conn,
+                        &key.tenant_id,
+                        &key.owner,
+                        credits,
+                        need.now_ms,
+                        need.needed,
+                        need.want,
+                    )?;
+                    if grant.low() {
+                        notice_low(conn, need, &grant)?;
+                    }
+                    Ok(grant.grant())
+                }
             }
         })
         .collect()
+}
+
+/// Sends `key.credits_low` (API.md section 11) for a balance that fell to a
+/// tenth of what it was last set or refilled to: once per period, whichever
+/// instance sees it first, in one transaction with the claim.
+fn notice_low(
+    conn: &mut crate::db::DbConnection,
+    need: &Need,
+    grant: &store::CreditGrant,
+) -> Result<(), crate::error::Error> {
+    use crate::webhooks::{outbox, EventType};
+    let key = &need.key;
+    let at = chrono::TimeZone::timestamp_millis_opt(&chrono::Utc, need.now_ms)
+        .single()
+        .unwrap_or_default();
+    crate::db::write_transaction(conn, |conn| {
+        if !store::claim_low_notice(conn, &key.tenant_id, &key.owner, grant.period)? {
+            return Ok(());
+        }
+        let subject = &need.subject;
+        let data = serde_json::json!({
+            "action": EventType::KeyCreditsLow.as_str(),
+            "scope": need.scope.as_str(),
+            "target_id": match need.scope {
+                Scope::Key => &subject.key_id,
+                Scope::User => &subject.user_id,
+            },
+            "key_id": subject.key_id,
+            "user_id": subject.user_id,
+            "remaining": grant.level,
+            "base": grant.base,
+        });
+        outbox::enqueue(
+            conn,
+            &key.tenant_id,
+            &uuid::Uuid::now_v7().to_string(),
+            EventType::KeyCreditsLow,
+            at,
+            outbox::Recipients::Subscribed,
+            |_| Ok(data),
+        )?;
+        Ok(())
+    })
 }
 
 /// Gives `unused` back to the store; a failure loses it (it was reserved,

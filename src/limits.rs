@@ -324,6 +324,8 @@ impl ControlChange {
 /// limits, and where it may be used from. `*_owner` name the counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Control {
+    /// The key itself (its counters are `key_owner`'s: see `ApiKey::usage_id`).
+    pub key_id: String,
     pub key_owner: String,
     pub key: Limits,
     pub user_owner: String,

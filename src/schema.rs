@@ -225,5 +225,7 @@ diesel::table! {
         remaining -> BigInt,
         refilled_at -> BigInt,
         granted -> BigInt,
+        base -> BigInt,
+        low_noted -> Nullable<BigInt>,
     }
 }

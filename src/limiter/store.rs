@@ -114,17 +114,19 @@ pub fn reserve_credits(
     now_ms: i64,
     needed: i64,
     want: i64,
-) -> Result<Grant, Error> {
+) -> Result<CreditGrant, Error> {
     let amount = credits.refill.map_or(0, |r| r.amount as i64);
     let balance = "(CASE WHEN refilled_at < $1 THEN $2 ELSE remaining END)";
     let g = grant_sql(balance, "$3", "$4", CREDIT_SHARE);
     let sql = format!(
         "UPDATE credit_balances SET granted = {g}, remaining = {balance} - {g}, \
+         base = CASE WHEN refilled_at < $1 THEN $2 ELSE base END, \
          refilled_at = CASE WHEN refilled_at < $1 THEN $1 ELSE refilled_at END \
          WHERE tenant_id = $5 AND owner_id = $6 \
-         RETURNING granted, remaining AS level, refilled_at AS period"
+         RETURNING granted, remaining AS level, refilled_at AS period, base, \
+         CASE WHEN low_noted = refilled_at THEN 1 ELSE 0 END AS noted"
     );
-    let grant: Option<Grant> = diesel::sql_query(sql)
+    let grant: Option<CreditGrant> = diesel::sql_query(sql)
         .into_boxed::<MultiBackend>()
         .bind::<BigInt, _>(credits.period(now_ms))
         .bind::<BigInt, _>(amount)
@@ -134,11 +136,66 @@ pub fn reserve_credits(
         .bind::<Text, _>(owner)
         .get_result(conn)
         .optional()?;
-    Ok(grant.unwrap_or(Grant {
+    Ok(grant.unwrap_or(CreditGrant {
         granted: 0,
         level: 0,
         period: credits.period(now_ms),
+        base: 0,
+        noted: 1,
     }))
+}
+
+/// A credit reservation: the [`Grant`], what the balance was last set or
+/// refilled to, and whether this period's low-credits notice went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct CreditGrant {
+    #[diesel(sql_type = BigInt)]
+    pub granted: i64,
+    #[diesel(sql_type = BigInt)]
+    pub level: i64,
+    #[diesel(sql_type = BigInt)]
+    pub period: i64,
+    #[diesel(sql_type = BigInt)]
+    pub base: i64,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub noted: i32,
+}
+
+impl CreditGrant {
+    pub fn grant(&self) -> Grant {
+        Grant {
+            granted: self.granted,
+            level: self.level,
+            period: self.period,
+        }
+    }
+
+    /// Whether the balance has fallen to a tenth of its base or less, with
+    /// no notice sent yet for this period (API.md section 11's `key.credits_low`).
+    pub fn low(&self) -> bool {
+        self.noted == 0 && self.base > 0 && self.level.saturating_mul(10) <= self.base
+    }
+}
+
+/// Claims the low-credits notice of `owner`'s period `refilled_at`: true for
+/// the one caller (of every instance) that claims it.
+pub fn claim_low_notice(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    owner: &str,
+    refilled_at: i64,
+) -> Result<bool, Error> {
+    let claimed = diesel::sql_query(
+        "UPDATE credit_balances SET low_noted = refilled_at \
+         WHERE tenant_id = $1 AND owner_id = $2 AND refilled_at = $3 \
+         AND (low_noted IS NULL OR low_noted <> refilled_at)",
+    )
+    .into_boxed::<MultiBackend>()
+    .bind::<Text, _>(tenant_id)
+    .bind::<Text, _>(owner)
+    .bind::<BigInt, _>(refilled_at)
+    .execute(conn)?;
+    Ok(claimed == 1)
 }
 
 /// Gives back what an instance held of a window and did not use (if the
@@ -198,10 +255,12 @@ pub fn set_balance(
     now_ms: i64,
 ) -> Result<(), Error> {
     diesel::sql_query(
-        "INSERT INTO credit_balances (tenant_id, owner_id, remaining, refilled_at, granted) \
-         VALUES ($1, $2, $3, $4, 0) \
+        "INSERT INTO credit_balances \
+         (tenant_id, owner_id, remaining, refilled_at, granted, base, low_noted) \
+         VALUES ($1, $2, $3, $4, 0, $3, NULL) \
          ON CONFLICT (tenant_id, owner_id) DO UPDATE SET \
-         remaining = excluded.remaining, refilled_at = excluded.refilled_at, granted = 0",
+         remaining = excluded.remaining, refilled_at = excluded.refilled_at, granted = 0, \
+         base = excluded.base, low_noted = NULL",
     )
     .into_boxed::<MultiBackend>()
     .bind::<Text, _>(tenant_id)

@@ -527,6 +527,49 @@ both_backends! {
         assert_eq!(send(&state).await, 1);
     }
 
+    async fn credits_low_is_sent_once_per_period(app: &TestApp) {
+        let w = World::new(app);
+        let receiver = Receiver::start();
+        let state = allowing(app, |_| {});
+        register(app, &state, &w, &receiver.url(), json!(["key.credits_low"])).await;
+        let body = json!({"name": "metered", "user_id": w.alice.id,
+            "expiration_date": (today() + chrono::Days::new(10)).to_string(),
+            "credits": {"remaining": 20, "refill": {"interval": "daily", "amount": 20}}});
+        let made = call(app, &state, Method::POST, "/v1/user-api-keys", "acme", w.admin_secret(), Some(body)).await;
+        assert_eq!(made.status, 201, "{}", made.text);
+        let (id, secret) = (made.body["id"].as_str().unwrap().to_owned(), made.body["key"].as_str().unwrap().to_owned());
+        let verify = |cost: u32| {
+            let (state, secret) = (state.clone(), secret.clone());
+            async move {
+                let req = actix_web::test::TestRequest::get().uri(&format!("/v1/auth?cost={cost}"))
+                    .insert_header(("tenant", "acme")).insert_header(("x-key", secret.as_str()));
+                app.send_to(state, req).await
+            }
+        };
+        // 20 -> 3: above a tenth; 3 -> 2: at a tenth, one notice; then no more.
+        assert_eq!(verify(17).await.status, 200);
+        assert_eq!(send(&state).await, 0);
+        assert_eq!(verify(1).await.body["credits"]["key"], 2);
+        assert_eq!(verify(2).await.body["credits"]["key"], 0);
+        assert_eq!(send(&state).await, 1);
+        // The next day's refill starts a new period: one more notice when it runs low.
+        app.clock.advance(TimeDelta::days(1));
+        assert_eq!(verify(19).await.body["credits"]["key"], 1);
+        assert_eq!(verify(1).await.status, 200);
+        assert_eq!(send(&state).await, 1);
+        let got: Vec<Value> = receiver.got().iter().map(Received::json).collect();
+        assert_eq!(got.len(), 2);
+        for g in &got {
+            assert_eq!(g["type"], "key.credits_low");
+            assert_eq!(g["data"]["scope"], "key");
+            assert_eq!(g["data"]["target_id"], id.as_str());
+            assert_eq!(g["data"]["user_id"], w.alice.id.as_str());
+            assert_eq!(g["data"]["base"], 20);
+        }
+        assert_eq!(got[0]["data"]["remaining"], 2);
+        assert_eq!(got[1]["data"]["remaining"], 1);
+    }
+
     async fn expiry_notices_are_recorded_once(app: &TestApp) {
         let w = World::new(app);
         let receiver = Receiver::start();

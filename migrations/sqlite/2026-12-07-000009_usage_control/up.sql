@@ -33,13 +33,17 @@ CREATE TABLE rate_windows (
 CREATE INDEX rate_windows_by_end ON rate_windows (window_end);
 
 -- refilled_at: Unix milliseconds of the last refill, or of the moment the
--- credits were set when none has happened since.
+-- credits were set when none has happened since; base: what the balance was
+-- set or refilled to then; low_noted: the refilled_at of the period whose
+-- key.credits_low webhook was sent (once per period).
 CREATE TABLE credit_balances (
     tenant_id TEXT NOT NULL,
     owner_id TEXT NOT NULL,
     remaining BIGINT NOT NULL,
     refilled_at BIGINT NOT NULL,
     granted BIGINT NOT NULL DEFAULT 0,
+    base BIGINT NOT NULL DEFAULT 0,
+    low_noted BIGINT,
     PRIMARY KEY (tenant_id, owner_id)
 );
 
