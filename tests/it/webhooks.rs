@@ -797,6 +797,22 @@ both_backends! {
         // The endpoints themselves are untouched.
         let listed = call(app, &one, Method::GET, HOOKS, "acme", w.admin_secret(), None).await;
         assert_eq!(listed.body["webhooks"].as_array().unwrap().len(), 2);
+
+        // While one instance prunes, another skips at once. (PostgreSQL's job
+        // lock; on SQLite the second would wait for the one writer, as the
+        // pair above did.)
+        if app.database_url.starts_with("postgres") {
+            use keyward::webhooks::retention::prune as prune_with;
+            let (now, keep) = (app.now(), Duration::from_secs(2 * 24 * 3600));
+            let (mut holder, mut other) = (app.conn(), app.conn());
+            keyward::db::write_transaction(&mut holder, |held| {
+                assert_eq!(prune_with(held, now, keep)?, pruned(0, 0, 0));
+                assert_eq!(prune_with(&mut other, now, keep)?, None, "pruned beside another instance");
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(prune_with(&mut other, now, keep).unwrap(), pruned(0, 0, 0), "the lock outlived its transaction");
+        }
     }
 
     async fn the_binary_prunes_the_old_delivery_log_at_start(app: &TestApp) {
