@@ -48,6 +48,9 @@ pub struct Settings {
     pub webhook_retry_schedule: Vec<u64>,
     /// An endpoint that has failed every attempt for this long is disabled.
     pub webhook_disable_after_secs: u64,
+    /// Days a settled delivery, its attempts and its event are kept; older
+    /// ones are pruned by each instance's sender.
+    pub webhook_retention_days: u64,
     /// Days before a key's expiry that `key.expiring` is sent (comma-separated).
     #[serde(deserialize_with = "numbers")]
     pub expiry_notice_days: Vec<u64>,
@@ -169,6 +172,11 @@ impl Settings {
         {
             return Err(Error::Config(
                 "webhook_retry_schedule: each step at most 30 days".into(),
+            ));
+        }
+        if !(1..=3650).contains(&self.webhook_retention_days) {
+            return Err(Error::Config(
+                "webhook_retention_days must be from 1 to 3650".into(),
             ));
         }
         if self.expiry_notice_days.iter().any(|&d| d == 0 || d > 3650) {

@@ -854,6 +854,24 @@ pub fn lock_user(conn: &mut DbConnection, tenant_id: &str, id: &str) -> Result<(
     Ok(())
 }
 
+/// Takes, until the enclosing write transaction ends, the lock of a job that
+/// one instance at a time runs (`job`: the job's own constant); `false`
+/// when another instance holds it, without waiting. PostgreSQL: a
+/// transaction-level advisory lock (on Citus, held on the coordinator the
+/// instances connect to). SQLite: `BEGIN IMMEDIATE` already serializes every
+/// write transaction, so always `true`.
+pub fn try_job_lock(conn: &mut DbConnection, job: i64) -> Result<bool, Error> {
+    match conn {
+        DbConnection::Postgres(pg) => Ok(diesel::sql_query(
+            "SELECT pg_try_advisory_xact_lock($1) AS found",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(job)
+        .get_result::<Found>(pg)?
+        .found),
+        DbConnection::Sqlite(_) => Ok(true),
+    }
+}
+
 /// Locks one key's row until the write transaction ends, so that changes to
 /// the key (revocation, rotation, edits) happen one after the other. SQLite's
 /// `BEGIN IMMEDIATE` already serializes every write transaction.

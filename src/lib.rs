@@ -311,10 +311,25 @@ impl AppState {
     /// The webhook sender of this instance: sends what is due, then waits
     /// for a local change or [`WEBHOOK_POLL`] (one indexed query when idle,
     /// whatever the number of tenants); sweeps for expiry notices every
-    /// [`EXPIRY_SWEEP`]. Runs until aborted.
+    /// [`EXPIRY_SWEEP`] and prunes the delivery log every [`WEBHOOK_PRUNE`]
+    /// (first at start). Runs until aborted.
     pub async fn run_webhooks(self: Arc<Self>, client: webhooks::client::Client) {
         let mut swept: Option<std::time::Instant> = None;
+        let mut pruned: Option<std::time::Instant> = None;
         loop {
+            if pruned.is_none_or(|at| at.elapsed() >= WEBHOOK_PRUNE) {
+                pruned = Some(std::time::Instant::now());
+                match self.prune_webhooks().await {
+                    Ok(Some(done)) if done.total() > 0 => log::info!(
+                        "webhooks: pruned {} attempts, {} deliveries and {} events past the retention",
+                        done.attempts,
+                        done.deliveries,
+                        done.events
+                    ),
+                    Ok(_) => {}
+                    Err(e) => log::warn!("webhooks: pruning the delivery log failed: {e}"),
+                }
+            }
             if swept.is_none_or(|at| at.elapsed() >= EXPIRY_SWEEP) {
                 swept = Some(std::time::Instant::now());
                 if let Err(e) = self.sweep_expiry().await {
@@ -328,6 +343,17 @@ impl AppState {
             }
             let _ = actix_web::rt::time::timeout(WEBHOOK_POLL, self.webhooks.wake.notified()).await;
         }
+    }
+
+    /// Deletes the delivery log older than the retention
+    /// ([`webhooks::retention::prune`]); `None` when another instance is at it.
+    pub async fn prune_webhooks(
+        self: &Arc<Self>,
+    ) -> Result<Option<webhooks::retention::Pruned>, Error> {
+        let now = self.clock.now();
+        let retention = self.webhooks.policy.retention;
+        self.db(move |conn| webhooks::retention::prune(conn, now, retention))
+            .await
     }
 
     /// Records the `key.expiring` and `key.expired` events due now.
@@ -414,6 +440,9 @@ impl AppState {
 
 /// How long an idle webhook sender waits before it looks for due deliveries.
 pub const WEBHOOK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often each instance prunes the webhook delivery log past its retention.
+pub const WEBHOOK_PRUNE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How often each instance sweeps for `key.expiring` / `key.expired`.
 pub const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);

@@ -13,6 +13,7 @@ pub mod client;
 pub mod expiry;
 pub mod outbox;
 pub mod payload;
+pub mod retention;
 pub mod secret;
 pub mod sender;
 
@@ -127,6 +128,8 @@ pub struct Policy {
     pub disable_after: Duration,
     /// Days before a key's expiry that `key.expiring` is sent, largest first.
     pub expiry_notice_days: Vec<u32>,
+    /// How long settled deliveries, their attempts and their events are kept.
+    pub retention: Duration,
 }
 
 impl Default for Policy {
@@ -136,6 +139,7 @@ impl Default for Policy {
             retry_schedule: vec![5, 300, 1800, 7200, 18000, 36000, 36000],
             disable_after: Duration::from_secs(5 * 24 * 3600),
             expiry_notice_days: vec![7, 1],
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -154,6 +158,9 @@ impl Policy {
             retry_schedule: settings.webhook_retry_schedule.clone(),
             disable_after: Duration::from_secs(settings.webhook_disable_after_secs),
             expiry_notice_days: days,
+            retention: Duration::from_secs(
+                settings.webhook_retention_days.saturating_mul(24 * 3600),
+            ),
         }
     }
 }

@@ -9,7 +9,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -35,6 +37,7 @@ let dora; // a Default users member: { key }
 const requests = [];
 const patches = []; // PATCH requests the page sent: { url, body }
 const problems = []; // page errors, console errors (CSP violations land here), dialogs
+let receiver; // the webhook receiver on 127.0.0.1: { url, got: [{ headers, body }], failNext, server }
 
 function utcDay(days) {
   const d = new Date();
@@ -45,6 +48,47 @@ function utcDay(days) {
 function cli(...args) {
   const out = execFileSync(BIN, [...args, "--json"], { env, cwd: work, encoding: "utf8" });
   return JSON.parse(out);
+}
+
+/** An HTTP endpoint on 127.0.0.1 that records every delivery and answers 204
+ * (500 to the next `failNext` ones). */
+async function startReceiver() {
+  const state = { got: [], failNext: 0 };
+  state.server = http.createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => {
+      state.got.push({ headers: req.headers, body });
+      const fail = state.failNext > 0;
+      if (fail) state.failNext -= 1;
+      res.writeHead(fail ? 500 : 204).end();
+    });
+  });
+  await new Promise((resolve) => state.server.listen(0, "127.0.0.1", resolve));
+  state.url = `http://127.0.0.1:${state.server.address().port}/hook`;
+  return state;
+}
+
+/** The deliveries the receiver got that `wanted` accepts, once there are `count` (waits up to 20 s). */
+async function received(wanted, count = 1) {
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    const found = receiver.got.filter(wanted);
+    if (found.length >= count) return found;
+    assert.ok(Date.now() < deadline, `${count} deliveries did not arrive; got ${JSON.stringify(receiver.got.map((g) => g.body))}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The signatures of a delivery that verify with `secret` (Standard Webhooks:
+ * HMAC-SHA256 of "<id>.<timestamp>.<body>" keyed by the base64 after whsec_),
+ * computed here with node's crypto, not with keyward's code. */
+function verifiedBy(got, secret) {
+  const key = Buffer.from(secret.slice("whsec_".length), "base64");
+  const content = `${got.headers["webhook-id"]}.${got.headers["webhook-timestamp"]}.${got.body}`;
+  const expected = `v1,${crypto.createHmac("sha256", key).update(content).digest("base64")}`;
+  return got.headers["webhook-signature"].split(" ").filter((s) => s === expected).length;
 }
 
 function freePort() {
@@ -109,7 +153,8 @@ before(async () => {
   assert.ok(fs.existsSync(BIN), `${BIN} is missing: cargo build --release`);
   fs.mkdirSync(SHOTS, { recursive: true });
   work = fs.mkdtempSync(path.join(os.tmpdir(), "keyward-console-"));
-  env = { ...process.env, KEYWARD_DATABASE_URL: `sqlite://${work}/keyward.db`, KEYWARD_AUTH_FAILURES_PER_MINUTE: "0", RUST_LOG: "warn" };
+  // The webhook receiver runs on 127.0.0.1: private addresses are allowed.
+  env = { ...process.env, KEYWARD_DATABASE_URL: `sqlite://${work}/keyward.db`, KEYWARD_AUTH_FAILURES_PER_MINUTE: "0", KEYWARD_WEBHOOK_ALLOW_PRIVATE: "1", RUST_LOG: "warn" };
   for (const name of ["KEYWARD_TENANT", "KEYWARD_CONFIG", "KEYWARD_CORS_ORIGINS", "KEYWARD_BIND"]) delete env[name];
 
   admin = cli("bootstrap", "--tenant", "acme", "--email", "admin@acme.test");
@@ -118,6 +163,7 @@ before(async () => {
   cli("key", "create", "--tenant", "acme", "--user", "admin@acme.test", "--name", XSS);
   cli("key", "create", "--tenant", "acme", "--user", "admin@acme.test", "--name", "short-lived", "--expires", utcDay(5));
 
+  receiver = await startReceiver();
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   server = spawn(BIN, ["serve"], { env: { ...env, KEYWARD_BIND: `127.0.0.1:${port}` }, cwd: work, stdio: ["ignore", "ignore", "pipe"] });
@@ -154,6 +200,7 @@ before(async () => {
 after(async () => {
   await browser?.close().catch(() => {});
   stopping = true;
+  receiver?.server.close();
   if (server && server.exitCode === null) {
     server.kill("SIGTERM");
     await new Promise((resolve) => {
@@ -600,6 +647,198 @@ test("limits: an administrator edits a user's credits, shared by the user's keys
   assert.equal(set.status, 200, JSON.stringify(set.body));
 });
 
+let webhookSecret;
+let webhookId;
+
+test("webhooks: an administrator creates an endpoint, sees its secret once, and events arrive signed", async () => {
+  await nav("Webhooks", "Webhooks");
+  await page.getByText("No webhook yet.").waitFor();
+  const url = receiver.url;
+  await page.getByRole("button", { name: "New webhook" }).click();
+  const dialog = page.getByRole("dialog", { name: "New webhook" });
+  // No event chosen: a message, and nothing sent.
+  await dialog.getByLabel("URL", { exact: true }).fill("ftp://hooks.example.com/keyward");
+  await dialog.getByRole("button", { name: "Create webhook" }).click();
+  await dialog.getByRole("alert").filter({ hasText: "Choose at least one event" }).waitFor();
+  assert.deepEqual((await api("GET", "/v1/webhooks", admin.key)).body, { webhooks: [] });
+  // A URL the API refuses: its own message.
+  await dialog.getByLabel("key.created", { exact: true }).check();
+  await dialog.getByRole("button", { name: "Create webhook" }).click();
+  await page.getByRole("alert").filter({ hasText: "url must be an absolute http:// or https:// URL." }).waitFor();
+  assert.deepEqual((await api("GET", "/v1/webhooks", admin.key)).body, { webhooks: [] });
+
+  await page.getByRole("button", { name: "New webhook" }).click();
+  await dialog.getByLabel("URL", { exact: true }).fill(url);
+  await dialog.getByLabel("Description").fill(XSS);
+  await dialog.getByLabel("key.created", { exact: true }).check();
+  await dialog.getByLabel("key.revoked", { exact: true }).check();
+  await shot("20-webhook-new");
+  await dialog.getByRole("button", { name: "Create webhook" }).click();
+
+  // The secret, shown this once.
+  const shown = page.getByRole("dialog", { name: "Signing secret" });
+  await shown.getByText("it is not shown again").waitFor();
+  webhookSecret = await shown.locator("[data-secret]").textContent();
+  assert.match(webhookSecret, /^whsec_[A-Za-z0-9+/]{43}=$/);
+  await shot("21-webhook-secret");
+  await shown.getByRole("button", { name: "Done" }).click();
+  await shown.waitFor({ state: "detached" });
+  const row = page.locator("table.webhooks tr", { hasText: url });
+  await row.waitFor();
+  webhookId = await row.getAttribute("data-webhook-id");
+  assert.deepEqual(await row.locator(".chip").allTextContents(), ["key.created", "key.revoked"]);
+  assert.equal(await row.locator(".badge").textContent(), "Enabled");
+  // The description markup is text.
+  assert.equal(await row.locator("td.name .muted").textContent(), XSS);
+  assert.equal(await page.locator("table.webhooks img").count(), 0);
+  const listed = await api("GET", "/v1/webhooks", admin.key);
+  assert.deepEqual(listed.body.webhooks.map((w) => [w.id, w.url, w.events, w.description, w.enabled]), [[webhookId, url, ["key.created", "key.revoked"], XSS, true]]);
+
+  // Gone after a reload.
+  await page.reload();
+  await heading("Webhooks");
+  await row.waitFor();
+  const everything = await page.evaluate(() => document.documentElement.outerHTML);
+  assert.ok(!everything.includes(webhookSecret), "the secret is shown again");
+  assert.ok(!JSON.stringify(listed.body).includes(webhookSecret));
+
+  // A test from the console, and a change it subscribes to: both arrive,
+  // signed with the secret the console showed.
+  await row.getByRole("button", { name: `Send a test to ${url}` }).click();
+  const [test] = await received((g) => JSON.parse(g.body).type === "webhook.test");
+  assert.equal(JSON.parse(test.body).data.target_id, webhookId);
+  assert.equal(verifiedBy(test, webhookSecret), 1);
+  const key = await api("POST", "/v1/user-api-keys", admin.key, { name: "hooked", user_id: admin.user_id, expiration_date: utcDay(30) });
+  assert.equal(key.status, 201, JSON.stringify(key.body));
+  const [created] = await received((g) => JSON.parse(g.body).data.target_id === key.body.id);
+  assert.equal(JSON.parse(created.body).type, "key.created");
+  assert.equal(verifiedBy(created, webhookSecret), 1);
+  assert.equal(created.headers["content-type"], "application/json");
+  assert.ok(!created.body.includes(key.body.key), "the key's secret was sent");
+});
+
+test("webhooks: events are picked, the endpoint disabled and enabled", async () => {
+  const url = receiver.url;
+  const row = page.locator("table.webhooks tr", { hasText: url });
+  await row.getByRole("button", { name: `Edit ${url}` }).click();
+  const dialog = page.getByRole("dialog", { name: "Edit webhook" });
+  assert.equal(await dialog.getByLabel("URL", { exact: true }).inputValue(), url);
+  assert.equal(await dialog.getByLabel("key.created", { exact: true }).isChecked(), true);
+  assert.equal(await dialog.getByLabel("key.updated", { exact: true }).isChecked(), false);
+  await dialog.getByLabel("key.created", { exact: true }).uncheck();
+  await dialog.getByLabel("user.created", { exact: true }).check();
+  const before = patches.length;
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await dialog.waitFor({ state: "detached" });
+  await row.locator(".chip", { hasText: "user.created" }).waitFor();
+  assert.deepEqual(await row.locator(".chip").allTextContents(), ["key.revoked", "user.created"]);
+  assert.deepEqual(JSON.parse(patches[before].body).events, ["key.revoked", "user.created"]);
+  assert.deepEqual((await api("GET", `/v1/webhooks/${webhookId}`, admin.key)).body.events, ["key.revoked", "user.created"]);
+
+  // Disabled: marked, no test button, and a change it subscribes to is not sent.
+  await row.getByRole("button", { name: `Disable ${url}` }).click();
+  await row.locator(".badge", { hasText: "Disabled" }).waitFor();
+  assert.equal(await row.getByRole("button", { name: `Send a test to ${url}` }).count(), 0);
+  assert.equal((await api("GET", `/v1/webhooks/${webhookId}`, admin.key)).body.enabled, false);
+  await shot("22-webhook-disabled");
+  const silent = await api("POST", "/v1/users", admin.key, { email: "gus@acme.test", name: "Gus", roles: [] });
+  assert.equal(silent.status, 201, JSON.stringify(silent.body));
+
+  // Enabled again: the next change is sent, the one made while disabled never.
+  await row.getByRole("button", { name: `Enable ${url}` }).click();
+  await row.locator(".badge", { hasText: "Enabled" }).waitFor();
+  assert.equal((await api("GET", `/v1/webhooks/${webhookId}`, admin.key)).body.enabled, true);
+  const heard = await api("POST", "/v1/users", admin.key, { email: "hana@acme.test", name: "Hana", roles: [] });
+  assert.equal(heard.status, 201, JSON.stringify(heard.body));
+  const [user] = await received((g) => JSON.parse(g.body).type === "user.created");
+  assert.equal(JSON.parse(user.body).data.target_id, heard.body.id);
+  await new Promise((r) => setTimeout(r, 1500)); // a sender poll and more
+  assert.equal(receiver.got.filter((g) => JSON.parse(g.body).type === "user.created").length, 1);
+});
+
+test("webhooks: the secret is rotated, and both secrets sign for a while", async () => {
+  const url = receiver.url;
+  const row = page.locator("table.webhooks tr", { hasText: url });
+  // Declined: nothing changes.
+  await row.getByRole("button", { name: `Rotate the secret of ${url}` }).click();
+  const confirm = page.getByRole("dialog", { name: "Rotate the signing secret?" });
+  await confirm.getByRole("button", { name: "Cancel" }).click();
+  await confirm.waitFor({ state: "detached" });
+  await row.getByRole("button", { name: `Rotate the secret of ${url}` }).click();
+  await confirm.getByRole("button", { name: "Rotate" }).click();
+  const shown = page.getByRole("dialog", { name: "Signing secret" });
+  const rotated = await shown.locator("[data-secret]").textContent();
+  assert.match(rotated, /^whsec_/);
+  assert.notEqual(rotated, webhookSecret);
+  await shown.getByRole("button", { name: "Done" }).click();
+  await shown.waitFor({ state: "detached" });
+
+  const tests = () => receiver.got.filter((g) => JSON.parse(g.body).type === "webhook.test").length;
+  const already = tests();
+  await row.getByRole("button", { name: `Send a test to ${url}` }).click();
+  const after = await received((g) => JSON.parse(g.body).type === "webhook.test", already + 1);
+  const last = after[after.length - 1];
+  assert.equal(last.headers["webhook-signature"].split(" ").length, 2);
+  assert.equal(verifiedBy(last, webhookSecret), 1, "the old secret no longer signs");
+  assert.equal(verifiedBy(last, rotated), 1, "the new secret does not sign");
+  webhookSecret = rotated;
+});
+
+test("webhooks: the recent deliveries show each attempt, a failure and its retry", async () => {
+  const url = receiver.url;
+  const row = page.locator("table.webhooks tr", { hasText: url });
+  // The next delivery fails once; the retry (about 5 s later) succeeds.
+  receiver.failNext = 1;
+  const before = receiver.got.length;
+  await row.getByRole("button", { name: `Send a test to ${url}` }).click();
+  const [failed] = await received((g) => receiver.got.indexOf(g) >= before);
+  const id = failed.headers["webhook-id"];
+  const both = await received((g) => g.headers["webhook-id"] === id, 2);
+  assert.equal(both[1].body, both[0].body);
+  assert.equal(verifiedBy(both[1], webhookSecret), 1);
+
+  await row.getByRole("button", { name: `Deliveries to ${url}` }).click();
+  const dialog = page.getByRole("dialog", { name: `Deliveries to ${url}` });
+  const rows = dialog.locator("table.deliveries tbody tr");
+  await rows.first().waitFor();
+  const cells = async (i) => (await rows.nth(i).locator("td").allTextContents()).slice(1);
+  // Newest first: the retry delivered, the failed attempt with its next attempt.
+  assert.deepEqual(await cells(0), ["webhook.test", "2", "HTTP 204", "none"]);
+  const first = await cells(1);
+  assert.deepEqual(first.slice(0, 3), ["webhook.test", "1", "answered HTTP 500"]);
+  assert.notEqual(first[3], "none");
+  // Every attempt the API lists, in the same order.
+  const log = (await api("GET", `/v1/webhooks/${webhookId}/deliveries`, admin.key)).body.deliveries;
+  assert.equal(await rows.count(), log.length);
+  assert.deepEqual(await rows.locator("td:nth-child(2)").allTextContents(), log.map((d) => d.type));
+  assert.equal(log.length, receiver.got.length);
+  assert.equal(await page.evaluate(() => document.querySelectorAll("[style]").length), 0);
+  // Every column fits a laptop's width, the next attempt's time included.
+  const wrap = await dialog.locator(".table-wrap").evaluate((el) => [el.scrollWidth, el.clientWidth]);
+  assert.ok(wrap[0] <= wrap[1], `the deliveries table overflows: ${wrap}`);
+  await shot("23-webhook-deliveries");
+  await dialog.getByRole("button", { name: "Close" }).click();
+  await dialog.waitFor({ state: "detached" });
+  await shot("24-webhooks");
+});
+
+test("webhooks: deleting asks first, then nothing more is sent", async () => {
+  const url = receiver.url;
+  const row = page.locator("table.webhooks tr", { hasText: url });
+  await row.getByRole("button", { name: `Delete ${url}` }).click();
+  const confirm = page.getByRole("dialog", { name: `Delete ${url}?` });
+  await confirm.getByRole("button", { name: "Cancel" }).click();
+  assert.equal((await api("GET", `/v1/webhooks/${webhookId}`, admin.key)).status, 200);
+  await row.getByRole("button", { name: `Delete ${url}` }).click();
+  await confirm.getByRole("button", { name: "Delete" }).click();
+  await page.getByText("No webhook yet.").waitFor();
+  assert.equal((await api("GET", `/v1/webhooks/${webhookId}`, admin.key)).status, 404);
+  const count = receiver.got.length;
+  assert.equal((await api("POST", "/v1/users", admin.key, { email: "ivan@acme.test", name: "Ivan", roles: [] })).status, 201);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(receiver.got.length, count);
+});
+
 test("sign out forgets the key; someone else sees only their own keys", async () => {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("button", { name: "Sign in" }).waitFor();
@@ -648,6 +887,36 @@ test("limits: someone else sees their key's remaining credits and limits, and no
   assert.deepEqual(await page.getByRole("region", { name: "Limits" }).locator("dd").allTextContents(), ["burst: 10 per second", "42 credits left, never refilled", "Any address"]);
   await page.getByRole("link", { name: "← Keys" }).click();
   await heading("Your API keys");
+});
+
+test("webhooks are for administrators: no page, no request, and the API refuses", async () => {
+  // Dora (no Administrators role) is signed in: no Webhooks section, and the
+  // address of the page leads back to the overview without asking the API.
+  const sections = await page.getByRole("navigation", { name: "Sections" }).getByRole("link").allTextContents();
+  assert.ok(!sections.includes("Webhooks"), sections.join());
+  const asked = requests.length;
+  await page.goto(`${base}/console#/webhooks`);
+  await heading("Overview");
+  await page.waitForURL(/#\/overview$/);
+  assert.ok(!requests.slice(asked).some((u) => new URL(u).pathname.startsWith("/v1/webhooks")));
+  assert.equal(await page.getByRole("button", { name: "New webhook" }).count(), 0);
+  const forbidden = await api("GET", "/v1/webhooks", dora.key);
+  assert.equal(forbidden.status, 403);
+  assert.equal(forbidden.body.title, "The calling key lacks the user_management scope");
+
+  // An administrator whose key lacks user_management: the same.
+  const narrow = cli("key", "create", "--tenant", "acme", "--user", "admin@acme.test", "--name", "narrow", "--scope", "public_api", "--scope", "user_key_management");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await signIn(narrow.key);
+  await heading("Overview");
+  const narrowSections = await page.getByRole("navigation", { name: "Sections" }).getByRole("link").allTextContents();
+  assert.ok(!narrowSections.includes("Webhooks"), narrowSections.join());
+  await page.goto(`${base}/console#/webhooks`);
+  await page.waitForURL(/#\/overview$/);
+  await heading("Overview");
+  const refused = await api("GET", "/v1/webhooks", narrow.key);
+  assert.equal(refused.status, 403);
+  assert.equal(refused.body.title, "The calling key lacks the user_management scope");
 });
 
 test("keyboard: the sign-in form and the dialogs work without a mouse", async () => {

@@ -84,6 +84,7 @@ pub fn settings(database_url: &str) -> Settings {
         webhook_key_file: String::new(),
         webhook_retry_schedule: vec![5, 300, 1800, 7200, 18000, 36000, 36000],
         webhook_disable_after_secs: 432000,
+        webhook_retention_days: 90,
         expiry_notice_days: vec![7, 1],
     }
 }

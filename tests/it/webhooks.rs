@@ -46,6 +46,8 @@ struct Receiver {
     port: u16,
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// A `Location` header to answer with, when not empty.
+    location: Arc<Mutex<String>>,
 }
 
 impl Receiver {
@@ -54,15 +56,21 @@ impl Receiver {
         let port = listener.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(204));
-        let (g, s) = (Arc::clone(&got), Arc::clone(&status));
+        let location = Arc::new(Mutex::new(String::new()));
+        let (g, s, l) = (Arc::clone(&got), Arc::clone(&status), Arc::clone(&location));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
-                let (g, s) = (Arc::clone(&g), Arc::clone(&s));
-                std::thread::spawn(move || serve_one(stream, &g, &s));
+                let (g, s, l) = (Arc::clone(&g), Arc::clone(&s), Arc::clone(&l));
+                std::thread::spawn(move || serve_one(stream, &g, &s, &l));
             }
         });
-        Self { port, got, status }
+        Self {
+            port,
+            got,
+            status,
+            location,
+        }
     }
 
     fn url(&self) -> String {
@@ -76,9 +84,20 @@ impl Receiver {
     fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
     }
+
+    /// Answers `status` with `Location: to`.
+    fn redirect(&self, status: u16, to: &str) {
+        *self.location.lock().unwrap() = to.to_owned();
+        self.answer(status);
+    }
 }
 
-fn serve_one(stream: TcpStream, got: &Mutex<Vec<Received>>, status: &AtomicU16) {
+fn serve_one(
+    stream: TcpStream,
+    got: &Mutex<Vec<Received>>,
+    status: &AtomicU16,
+    location: &Mutex<String>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
@@ -103,10 +122,16 @@ fn serve_one(stream: TcpStream, got: &Mutex<Vec<Received>>, status: &AtomicU16) 
         body: String::from_utf8(body).unwrap(),
     });
     let code = status.load(Ordering::SeqCst);
+    let location = location.lock().unwrap().clone();
+    let location = if location.is_empty() {
+        String::new()
+    } else {
+        format!("location: {location}\r\n")
+    };
     let mut stream = stream;
     let _ = write!(
         stream,
-        "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        "HTTP/1.1 {code} X\r\n{location}content-length: 0\r\nconnection: close\r\n\r\n"
     );
 }
 
@@ -677,6 +702,207 @@ both_backends! {
         assert!(receiver.got().is_empty());
         let allowed = Client::new(true).unwrap().send(request(format!("http://localhost:{}/hook", receiver.port))).await;
         assert_eq!(allowed, Outcome::Answered(204));
+        // A redirect is not followed (it could lead anywhere, a private
+        // address included), even where private addresses are allowed: the
+        // answer is the 3xx, which is not delivered.
+        let elsewhere = Receiver::start();
+        for code in [301, 302, 307, 308] {
+            receiver.redirect(code, &elsewhere.url());
+            let moved = Client::new(true).unwrap().send(request(receiver.url())).await;
+            assert_eq!(moved, Outcome::Answered(code));
+            assert!(!keyward::webhooks::sender::delivered(&moved));
+        }
+        assert_eq!(receiver.got().len(), 5);
+        assert!(elsewhere.got().is_empty(), "the redirect was followed");
+    }
+
+    async fn two_instances_make_each_retry_once(app: &TestApp) {
+        let w = World::new(app);
+        let receiver = Receiver::start();
+        receiver.answer(503);
+        let schedule = vec![10, 10, 10];
+        let one = allowing(app, |s| s.webhook_retry_schedule = schedule.clone());
+        let two = allowing(app, |s| s.webhook_retry_schedule = schedule.clone());
+        let (id, _) = register(app, &one, &w, &receiver.url(), json!(["webhook.test"])).await;
+        let mut events = Vec::new();
+        for _ in 0..3 {
+            let test = call(app, &one, Method::POST, &format!("{HOOKS}/{id}/test"), "acme", w.admin_secret(), None).await;
+            assert_eq!(test.status, 202, "{}", test.text);
+            events.push(test.body["event_id"].as_str().unwrap().to_owned());
+        }
+        let client = Client::new(true).unwrap();
+        let (a, b) = (one.clone().into_inner(), two.clone().into_inner());
+        let mut made = 0;
+        // Both instances poll at once, again and again, while every retry
+        // falls due (10 s ± 10 %), until the schedule is used up.
+        for _ in 0..6 {
+            for _ in 0..4 {
+                let (x, y) = futures_util::future::join(a.send_webhooks(&client), b.send_webhooks(&client)).await;
+                made += x.unwrap() + y.unwrap();
+            }
+            app.clock.advance(TimeDelta::seconds(12));
+        }
+        // Each event: the first attempt and 3 retries, each made once.
+        assert_eq!(made, 12);
+        assert_eq!(receiver.got().len(), 12);
+        let log = deliveries(app, &one, &w, &id).await;
+        let mut seen: Vec<(String, i64)> = log.iter()
+            .map(|d| (d["event_id"].as_str().unwrap().to_owned(), d["attempt"].as_i64().unwrap()))
+            .collect();
+        seen.sort();
+        let mut wanted: Vec<(String, i64)> = events.iter()
+            .flat_map(|e| (1..=4).map(move |n| (e.clone(), n)))
+            .collect();
+        wanted.sort();
+        assert_eq!(seen, wanted, "an attempt was made twice or not at all");
+        // Given up: nothing more, whoever polls.
+        assert!(log.iter().filter(|d| d["attempt"] == json!(4)).all(|d| d["next_attempt_at"].is_null()));
+        app.clock.advance(TimeDelta::hours(1));
+        assert_eq!(send(&one).await + send(&two).await, 0);
+    }
+
+    async fn the_delivery_log_is_pruned_after_the_retention(app: &TestApp) {
+        use diesel::prelude::*;
+        use keyward::schema::{webhook_attempts, webhook_deliveries, webhook_events};
+        let w = World::new(app);
+        let up = Receiver::start();
+        let down = Receiver::start();
+        down.answer(500);
+        // Kept 2 days; a failed delivery is retried once, 3 days later: it
+        // is still pending when the retention has passed.
+        let configure = |s: &mut keyward::config::Settings| {
+            s.webhook_retention_days = 2;
+            s.webhook_retry_schedule = vec![3 * 24 * 3600];
+        };
+        let one = allowing(app, configure);
+        let two = allowing(app, configure);
+        let prune = |s: &web::Data<AppState>| {
+            let s = s.clone().into_inner();
+            async move { s.prune_webhooks().await.unwrap() }
+        };
+        let count = |app: &TestApp| {
+            let mut conn = app.conn();
+            (
+                webhook_attempts::table.count().get_result::<i64>(&mut *conn).unwrap(),
+                webhook_deliveries::table.count().get_result::<i64>(&mut *conn).unwrap(),
+                webhook_events::table.count().get_result::<i64>(&mut *conn).unwrap(),
+            )
+        };
+        let pruned = |attempts, deliveries, events| Some(keyward::webhooks::retention::Pruned { attempts, deliveries, events });
+        let (to_up, _) = register(app, &one, &w, &up.url(), json!(["*"])).await;
+        let (to_down, _) = register(app, &one, &w, &down.url(), json!(["*"])).await;
+        let test = |id: String| {
+            let (one, admin) = (one.clone(), w.admin_secret().to_owned());
+            async move {
+                let reply = call(app, &one, Method::POST, &format!("{HOOKS}/{id}/test"), "acme", &admin, None).await;
+                assert_eq!(reply.status, 202, "{}", reply.text);
+                reply.body["event_id"].as_str().unwrap().to_owned()
+            }
+        };
+        // Day 0: one delivered, one failed and waiting for its retry.
+        test(to_up.clone()).await;
+        let waiting = test(to_down.clone()).await;
+        assert_eq!(send(&one).await, 2);
+        // Day 1: another delivered.
+        app.clock.advance(TimeDelta::days(1));
+        let recent = test(to_up.clone()).await;
+        assert_eq!(send(&one).await, 1);
+        assert_eq!(count(app), (3, 3, 3));
+        assert_eq!(prune(&one).await, pruned(0, 0, 0), "nothing is 2 days old yet");
+
+        // Day 2 and a second: day 0's delivered one goes with its attempt and
+        // event; the pending one and its event stay (its attempt is log).
+        app.clock.advance(TimeDelta::days(1) + TimeDelta::seconds(1));
+        assert_eq!(prune(&one).await, pruned(2, 1, 1));
+        assert_eq!(count(app), (1, 2, 2));
+        let log = deliveries(app, &one, &w, &to_up).await;
+        assert_eq!(log.iter().map(|d| d["event_id"].clone()).collect::<Vec<_>>(), [json!(recent)]);
+        assert!(deliveries(app, &one, &w, &to_down).await.is_empty());
+        // The pending delivery is still sent, body and all, and then given up.
+        app.clock.advance(TimeDelta::days(1) + TimeDelta::hours(12));
+        assert_eq!(send(&one).await, 1);
+        let retried = down.got();
+        assert_eq!(retried.len(), 2);
+        assert_eq!(retried[1].headers["webhook-id"], waiting);
+        assert_eq!(retried[1].body, retried[0].body);
+
+        // Day 3.5, two instances at once: day 1's delivery and the given-up
+        // one (recorded on day 0) go; the retry's attempt, 0 days old, stays.
+        // One instance prunes, the other finds nothing left or skips.
+        let (x, y) = futures_util::future::join(prune(&one), prune(&two)).await;
+        let total = |p: Option<keyward::webhooks::retention::Pruned>| p.map_or(0, |p| p.total());
+        assert_eq!(total(x) + total(y), 5, "{x:?} {y:?}");
+        assert_eq!(count(app), (1, 0, 0));
+        assert_eq!(prune(&two).await, pruned(0, 0, 0));
+        let log = deliveries(app, &one, &w, &to_down).await;
+        assert_eq!(log.len(), 1);
+        assert_eq!((log[0]["event_id"].clone(), log[0]["attempt"].clone()), (json!(waiting), json!(2)));
+        // The endpoints themselves are untouched.
+        let listed = call(app, &one, Method::GET, HOOKS, "acme", w.admin_secret(), None).await;
+        assert_eq!(listed.body["webhooks"].as_array().unwrap().len(), 2);
+
+        // While one instance prunes, another skips at once. (PostgreSQL's job
+        // lock; on SQLite the second would wait for the one writer, as the
+        // pair above did.)
+        if app.database_url.starts_with("postgres") {
+            use keyward::webhooks::retention::prune as prune_with;
+            let (now, keep) = (app.now(), Duration::from_secs(2 * 24 * 3600));
+            let (mut holder, mut other) = (app.conn(), app.conn());
+            keyward::db::write_transaction(&mut holder, |held| {
+                assert_eq!(prune_with(held, now, keep)?, pruned(0, 0, 0));
+                assert_eq!(prune_with(&mut other, now, keep)?, None, "pruned beside another instance");
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(prune_with(&mut other, now, keep).unwrap(), pruned(0, 0, 0), "the lock outlived its transaction");
+        }
+    }
+
+    async fn the_binary_prunes_the_old_delivery_log_at_start(app: &TestApp) {
+        use diesel::prelude::*;
+        use keyward::schema::webhook_events;
+        let w = World::new(app);
+        let receiver = Receiver::start();
+        let state = allowing(app, |_| {});
+        // The binary runs on the wall clock: a key that works then, and at
+        // the instants below.
+        let real_now = chrono::Utc::now();
+        let admin = app.key_until(&w.acme, &w.admin, &Scope::ALL, real_now.date_naive() + chrono::Days::new(30)).1;
+        let as_admin = |method: Method, path: String| {
+            let (state, admin) = (state.clone(), admin.clone());
+            async move { call(app, &state, method, &path, "acme", &admin, None).await }
+        };
+        // A delivery made 91 days before the binary starts (it keeps 90 days
+        // by default), and one made 89 days before.
+        app.clock.set(real_now - TimeDelta::days(91));
+        let created = call(app, &state, Method::POST, HOOKS, "acme", &admin,
+            Some(json!({"url": receiver.url(), "events": ["*"]}))).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let id = created.body["id"].as_str().unwrap().to_owned();
+        as_admin(Method::POST, format!("{HOOKS}/{id}/test")).await;
+        assert_eq!(send(&state).await, 1);
+        app.clock.set(real_now - TimeDelta::days(89));
+        let kept = as_admin(Method::POST, format!("{HOOKS}/{id}/test")).await;
+        assert_eq!(send(&state).await, 1);
+        let log = as_admin(Method::GET, format!("{HOOKS}/{id}/deliveries")).await;
+        assert_eq!(log.body["deliveries"].as_array().unwrap().len(), 2, "{}", log.text);
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = Binary::start(app, dir.path());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let log = loop {
+            let (status, log) = http_json(server.port, "GET", &format!("{HOOKS}/{id}/deliveries"), &admin, &Value::Null);
+            assert_eq!(status, 200, "{log}");
+            if log["deliveries"].as_array().unwrap().len() < 2 {
+                break log;
+            }
+            assert!(Instant::now() < deadline, "the binary did not prune the log: {log}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(log["deliveries"].as_array().unwrap().len(), 1);
+        assert_eq!(log["deliveries"][0]["event_id"], kept.body["event_id"]);
+        let events: i64 = webhook_events::table.count().get_result(&mut *app.conn()).unwrap();
+        assert_eq!(events, 1);
     }
 }
 

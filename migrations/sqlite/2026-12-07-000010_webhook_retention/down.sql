@@ -1,0 +1,3 @@
+DROP INDEX webhook_events_by_time;
+DROP INDEX webhook_deliveries_settled_by_time;
+DROP INDEX webhook_attempts_by_time;
