@@ -54,6 +54,8 @@ fn verification() -> (web::Bytes, [(&'static str, &'static str); 6]) {
         "roles": ["Default users"],
         "expires_at": "2027-11-24T00:00:00Z",
         "meta": {},
+        "ratelimits": [],
+        "credits": {"key": null, "user": null},
     });
     let headers = [
         ("cache-control", "no-store"),

@@ -71,6 +71,8 @@ struct Counter {
     scope: Scope,
     /// Whom a webhook about it names: the key, or the user.
     subject: Arc<Subject>,
+    /// A rate limit's name, shared by every answer that shows it.
+    name: Arc<str>,
 }
 
 /// The key and user a counter belongs to, as webhooks name them.
@@ -104,6 +106,10 @@ impl Plan {
             user_id: control.user_owner.clone(),
         });
         let counter = |owner: &str, what: What, scope| Counter {
+            name: match &what {
+                What::Window(limit) => Arc::from(limit.name.as_str()),
+                What::Credits(_) => Arc::from(""),
+            },
             key: Arc::new(CounterKey {
                 tenant_id: tenant_id.to_owned(),
                 owner: owner.to_owned(),
@@ -140,7 +146,7 @@ impl Plan {
 /// A rate limit's state after a verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowState {
-    pub name: String,
+    pub name: Arc<str>,
     pub scope: Scope,
     pub limit: u64,
     pub remaining: u64,
@@ -348,7 +354,7 @@ impl Limiter {
         };
         match &counter.key.what {
             What::Window(limit) => Exhausted::Window(WindowState {
-                name: limit.name.clone(),
+                name: Arc::clone(&counter.name),
                 scope: counter.scope,
                 limit: limit.limit,
                 remaining: 0,
@@ -433,7 +439,7 @@ fn spend_locked(
                 let remaining =
                     (limit.limit as i64 - lease.level + lease.held).clamp(0, limit.limit as i64);
                 spent.ratelimits.push(WindowState {
-                    name: limit.name.clone(),
+                    name: Arc::clone(&counter.name),
                     scope,
                     limit: limit.limit,
                     remaining: remaining as u64,

@@ -236,6 +236,46 @@ both_backends! {
         assert_eq!(totals(app, &admin, &days).await, ZERO);
     }
 
+    async fn two_instances_rolling_up_at_once_count_each_minute_once(app: &TestApp) {
+        use diesel::prelude::*;
+        use keyward::schema::usage_rollups;
+        let w = World::new(app);
+        let admin = w.admin_secret().to_owned();
+        let t0 = noon() + TimeDelta::hours(1);
+        app.clock.set(t0);
+        for _ in 0..7 {
+            assert_eq!(verify(app, &admin, None).await, 200);
+        }
+        flush(app, &[&app.state]);
+        let hours = format!("key_id={}&granularity=hour&from={}&to={}", w.admin_key.0.id, rfc(t0),
+            rfc(t0 + TimeDelta::hours(3)));
+        // Rounds of two instances (threads, each its own connection) at once.
+        for round in 1..=5 {
+            app.clock.set(t0 + TimeDelta::hours(2) + TimeDelta::minutes(round));
+            let now = app.now();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let runs: Vec<_> = (0..2).map(|_| {
+                let (pool, barrier) = (app.state.pool.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut conn = pool.get().unwrap();
+                    barrier.wait();
+                    analytics::roll_up(&mut conn, now).unwrap()
+                })
+            }).collect();
+            let reports: Vec<_> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+            assert!(reports.iter().any(|r| r.claimed), "round {round}: {reports:?}");
+            assert_eq!(totals(app, &admin, &hours).await, [7, 0, 0, 0, 0], "round {round}");
+        }
+        // While one instance holds the claim, another does nothing.
+        let now = app.now();
+        diesel::update(usage_rollups::table)
+            .set(usage_rollups::claimed_until.eq(now.timestamp() + 60))
+            .execute(&mut *app.conn())
+            .unwrap();
+        let held = analytics::roll_up(&mut app.conn(), now).unwrap();
+        assert!(!held.claimed && held.rolled == 0 && held.pruned == 0, "{held:?}");
+    }
+
     async fn who_may_read_whose_usage(app: &TestApp) {
         let w = World::new(app);
         let (admin, alice) = (w.admin_secret().to_owned(), w.alice_key.1.clone());

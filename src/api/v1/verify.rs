@@ -117,7 +117,25 @@ pub struct RateLimitState<'a> {
     remaining: u64,
     /// The end of the current window (RFC 3339, UTC).
     #[schema(value_type = String, format = DateTime)]
-    reset: String,
+    reset: Reset,
+}
+
+/// An instant in Unix ms, serialized as RFC 3339 UTC straight into the
+/// answer: to the second like every instant of the API when it is whole (a
+/// window of whole seconds ends on one), with its milliseconds otherwise.
+pub struct Reset(i64);
+
+impl Serialize for Reset {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let at = chrono::TimeZone::timestamp_millis_opt(&Utc, self.0)
+            .single()
+            .unwrap_or_default();
+        if self.0.rem_euclid(1000) == 0 {
+            serializer.collect_str(&Timestamp(at))
+        } else {
+            serializer.collect_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        }
+    }
 }
 
 /// Credits left, of the key and of its user.
@@ -146,7 +164,7 @@ impl<'a> Verification<'a> {
                     scope: w.scope.as_str(),
                     limit: w.limit,
                     remaining: w.remaining,
-                    reset: instant(w.reset_ms),
+                    reset: Reset(w.reset_ms),
                 })
                 .collect(),
             credits: CreditsLeft {
@@ -155,14 +173,6 @@ impl<'a> Verification<'a> {
             },
         }
     }
-}
-
-/// An instant in Unix ms as RFC 3339 UTC (with milliseconds only when it has them).
-fn instant(ms: i64) -> String {
-    chrono::TimeZone::timestamp_millis_opt(&Utc, ms)
-        .single()
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// Checks the key against the `scope` query (default `public_api`).
