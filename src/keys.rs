@@ -1066,26 +1066,14 @@ pub fn with_balances(
     keys: &mut [ApiKey],
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let owners: Vec<&str> = keys
-        .iter()
-        .filter(|k| k.limits.credits.is_some())
-        .map(|k| k.usage_id.as_str())
-        .collect();
-    if owners.is_empty() {
-        return Ok(());
-    }
-    let balances = crate::limiter::store::balances(conn, tenant_id, &owners)?;
-    let now_ms = now.timestamp_millis();
-    for key in keys.iter_mut() {
-        if let Some(credits) = &key.limits.credits {
-            key.credits_remaining = Some(
-                balances
-                    .get(&key.usage_id)
-                    .map_or(0, |b| credits.balance(b.remaining, b.refilled_at, now_ms)),
-            );
-        }
-    }
-    Ok(())
+    crate::limiter::store::fill_balances(
+        conn,
+        tenant_id,
+        keys,
+        now.timestamp_millis(),
+        |key| Some((key.usage_id.as_str(), key.limits.credits?)),
+        |key, balance| key.credits_remaining = Some(balance),
+    )
 }
 
 /// How a request names a key: by id, or by the hash of its secret.

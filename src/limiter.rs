@@ -492,7 +492,7 @@ pub fn reserve(
                     if grant.low() {
                         notice_low(conn, need, &grant)?;
                     }
-                    Ok(grant.grant())
+                    Ok(grant.grant)
                 }
             }
         })
@@ -513,7 +513,7 @@ fn notice_low(
         .single()
         .unwrap_or_default();
     crate::db::write_transaction(conn, |conn| {
-        if !store::claim_low_notice(conn, &key.tenant_id, &key.owner, grant.period)? {
+        if !store::claim_low_notice(conn, &key.tenant_id, &key.owner, grant.grant.period)? {
             return Ok(());
         }
         let subject = &need.subject;
@@ -526,7 +526,7 @@ fn notice_low(
             },
             "key_id": subject.key_id,
             "user_id": subject.user_id,
-            "remaining": grant.level,
+            "remaining": grant.grant.level,
             "base": grant.base,
         });
         outbox::enqueue(

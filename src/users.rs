@@ -288,26 +288,14 @@ pub fn with_balances(
     users: &mut [User],
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let owners: Vec<&str> = users
-        .iter()
-        .filter(|u| u.limits.credits.is_some())
-        .map(|u| u.id.as_str())
-        .collect();
-    if owners.is_empty() {
-        return Ok(());
-    }
-    let balances = crate::limiter::store::balances(conn, tenant_id, &owners)?;
-    let now_ms = now.timestamp_millis();
-    for user in users.iter_mut() {
-        if let Some(credits) = &user.limits.credits {
-            user.credits_remaining = Some(
-                balances
-                    .get(&user.id)
-                    .map_or(0, |b| credits.balance(b.remaining, b.refilled_at, now_ms)),
-            );
-        }
-    }
-    Ok(())
+    crate::limiter::store::fill_balances(
+        conn,
+        tenant_id,
+        users,
+        now.timestamp_millis(),
+        |user| Some((user.id.as_str(), user.limits.credits?)),
+        |user, balance| user.credits_remaining = Some(balance),
+    )
 }
 
 /// The tenant's users, deactivated ones included, oldest first.

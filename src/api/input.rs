@@ -19,21 +19,13 @@ impl JsonObject {
     /// The member named `name`, matched without regard to ASCII case, as
     /// ASP.NET-era clients may send `Name` or `UserId`. `null` counts as absent.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        let value = self.0.get(name).or_else(|| {
-            let normalize = |s: &str| s.replace('_', "").to_ascii_lowercase();
-            let wanted = normalize(name);
-            self.0
-                .iter()
-                .find(|(k, _)| normalize(k) == wanted)
-                .map(|(_, v)| v)
-        });
-        value.filter(|v| !v.is_null())
+        self.get_or_null(name).filter(|v| !v.is_null())
     }
 
     /// Like [`JsonObject::get`], but `null` is returned as sent (where
     /// `null` means something: `credits: null` is unlimited).
     pub fn get_or_null(&self, name: &str) -> Option<&Value> {
-        self.get(name).or_else(|| {
+        self.0.get(name).or_else(|| {
             let normalize = |s: &str| s.replace('_', "").to_ascii_lowercase();
             let wanted = normalize(name);
             self.0

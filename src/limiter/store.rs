@@ -137,9 +137,11 @@ pub fn reserve_credits(
         .get_result(conn)
         .optional()?;
     Ok(grant.unwrap_or(CreditGrant {
-        granted: 0,
-        level: 0,
-        period: credits.period(now_ms),
+        grant: Grant {
+            granted: 0,
+            level: 0,
+            period: credits.period(now_ms),
+        },
         base: 0,
         noted: 1,
     }))
@@ -149,12 +151,8 @@ pub fn reserve_credits(
 /// refilled to, and whether this period's low-credits notice went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
 pub struct CreditGrant {
-    #[diesel(sql_type = BigInt)]
-    pub granted: i64,
-    #[diesel(sql_type = BigInt)]
-    pub level: i64,
-    #[diesel(sql_type = BigInt)]
-    pub period: i64,
+    #[diesel(embed)]
+    pub grant: Grant,
     #[diesel(sql_type = BigInt)]
     pub base: i64,
     #[diesel(sql_type = diesel::sql_types::Integer)]
@@ -162,18 +160,10 @@ pub struct CreditGrant {
 }
 
 impl CreditGrant {
-    pub fn grant(&self) -> Grant {
-        Grant {
-            granted: self.granted,
-            level: self.level,
-            period: self.period,
-        }
-    }
-
     /// Whether the balance has fallen to a tenth of its base or less, with
     /// no notice sent yet for this period (API.md section 11's `key.credits_low`).
     pub fn low(&self) -> bool {
-        self.noted == 0 && self.base > 0 && self.level.saturating_mul(10) <= self.base
+        self.noted == 0 && self.base > 0 && self.grant.level.saturating_mul(10) <= self.base
     }
 }
 
@@ -298,6 +288,39 @@ pub fn balances(
             )
         })
         .collect())
+}
+
+/// Fills in the balance as of `now_ms` (refills applied) of each of `items`
+/// that has credits (`credits_of`: its balance's owner and configuration),
+/// with `set`: one query, none when no item has credits.
+pub fn fill_balances<T>(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    items: &mut [T],
+    now_ms: i64,
+    credits_of: impl Fn(&T) -> Option<(&str, Credits)>,
+    set: impl Fn(&mut T, i64),
+) -> Result<(), Error> {
+    let owners: Vec<String> = items
+        .iter()
+        .filter_map(|item| credits_of(item).map(|(owner, _)| owner.to_owned()))
+        .collect();
+    if owners.is_empty() {
+        return Ok(());
+    }
+    let owners: Vec<&str> = owners.iter().map(String::as_str).collect();
+    let stored = balances(conn, tenant_id, &owners)?;
+    for item in items.iter_mut() {
+        let Some(balance) = credits_of(item).map(|(owner, credits)| {
+            stored
+                .get(owner)
+                .map_or(0, |b| credits.balance(b.remaining, b.refilled_at, now_ms))
+        }) else {
+            continue;
+        };
+        set(item, balance);
+    }
+    Ok(())
 }
 
 /// Deletes windows that ended before `before_ms`; returns how many.
