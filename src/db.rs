@@ -858,14 +858,16 @@ pub fn lock_user(conn: &mut DbConnection, tenant_id: &str, id: &str) -> Result<(
 /// one instance at a time runs (`job`: the job's own constant); `false`
 /// when another instance holds it, without waiting. PostgreSQL: a
 /// transaction-level advisory lock (on Citus, held on the coordinator the
-/// instances connect to). SQLite: `BEGIN IMMEDIATE` already serializes every
-/// write transaction, so always `true`.
-pub fn try_job_lock(conn: &mut DbConnection, job: i64) -> Result<bool, Error> {
+/// instances connect to), of this schema: deployments (or test runs) that
+/// share a database in schemas of their own never skip each other's jobs.
+/// SQLite: `BEGIN IMMEDIATE` already serializes every write transaction, so
+/// always `true`.
+pub fn try_job_lock(conn: &mut DbConnection, job: i32) -> Result<bool, Error> {
     match conn {
         DbConnection::Postgres(pg) => Ok(diesel::sql_query(
-            "SELECT pg_try_advisory_xact_lock($1) AS found",
+            "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema())) AS found",
         )
-        .bind::<diesel::sql_types::BigInt, _>(job)
+        .bind::<diesel::sql_types::Integer, _>(job)
         .get_result::<Found>(pg)?
         .found),
         DbConnection::Sqlite(_) => Ok(true),

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::schema::{webhook_attempts, webhook_deliveries, webhook_events};
 
 /// The job lock of the prune ("kw-prune" as a number).
-const PRUNE_JOB: i64 = 0x6b77_2d70_7275_6e65;
+const PRUNE_JOB: i32 = 0x6b77_7072; // "kwpr"
 
 /// How many rows one prune deleted, table by table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
