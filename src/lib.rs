@@ -178,8 +178,15 @@ impl AppState {
                 Err(lacking) => lacking,
             };
             let mut held = Vec::new();
-            for gate in self.limiter.gates(plan, &lacking) {
-                held.push(gate.lock_owned().await);
+            for (index, gate) in self.limiter.gates(plan, &lacking) {
+                let guard = match Arc::clone(&gate).try_lock_owned() {
+                    Ok(guard) => guard,
+                    Err(_) => {
+                        self.limiter.queued(plan, index, now_ms);
+                        gate.lock_owned().await
+                    }
+                };
+                held.push(guard);
             }
             // Someone else may have reserved while this one waited.
             let now_ms = self.clock.now().timestamp_millis();

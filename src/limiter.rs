@@ -26,6 +26,9 @@ use crate::limits::{Control, Credits, RateLimit};
 
 /// A lease covers about this much of the observed rate.
 pub const LEASE_MS: i64 = 500;
+/// A counter whose verifications queued behind a reservation this recently
+/// is reserved ahead; otherwise exactly what each verification needs.
+pub const CONTENDED_MS: i64 = 1_000;
 /// The largest lease.
 pub const MAX_LEASE: i64 = 100_000;
 /// What is held and unused for this long is given back.
@@ -200,6 +203,9 @@ struct Lease {
     last_use_ms: i64,
     /// One reservation at a time per counter.
     gate: Arc<tokio::sync::Mutex<()>>,
+    /// When a verification last found the gate taken (queued behind a
+    /// reservation): demand outruns a round trip to the database.
+    contended_ms: i64,
 }
 
 impl Lease {
@@ -214,12 +220,18 @@ impl Lease {
             since_ms: now_ms,
             last_use_ms: now_ms,
             gate: Arc::default(),
+            contended_ms: i64::MIN / 2,
         }
     }
 
-    /// What to ask the store for, beyond `needed`: about [`LEASE_MS`] of
-    /// the rate seen since the last reservation; just `needed` when slow.
+    /// What to ask the store for, beyond `needed`: just `needed` unless
+    /// verifications queued behind a reservation within [`CONTENDED_MS`]
+    /// (so one client at a time is counted exactly in the database); then
+    /// about [`LEASE_MS`] of the rate seen since the last reservation.
     fn want(&self, needed: i64, now_ms: i64) -> i64 {
+        if now_ms - self.contended_ms > CONTENDED_MS {
+            return needed;
+        }
         let elapsed = (now_ms - self.since_ms).max(1);
         let ahead = (self.spent.saturating_mul(LEASE_MS) / elapsed).min(MAX_LEASE);
         if ahead < 2 {
@@ -269,13 +281,30 @@ impl Limiter {
 
     /// The gates of the counters `lacking` names, in the plan's order (a
     /// key's counters come before its user's: one order for every plan).
-    pub fn gates(&self, plan: &Plan, lacking: &[usize]) -> Vec<Arc<tokio::sync::Mutex<()>>> {
+    pub fn gates(
+        &self,
+        plan: &Plan,
+        lacking: &[usize],
+    ) -> Vec<(usize, Arc<tokio::sync::Mutex<()>>)> {
         let leases = lock(&self.leases);
         lacking
             .iter()
-            .filter_map(|i| plan.counters.get(*i))
-            .filter_map(|c| leases.get(&*c.key).map(|l| Arc::clone(&l.gate)))
+            .filter_map(|i| Some((*i, plan.counters.get(*i)?)))
+            .filter_map(|(i, c)| leases.get(&*c.key).map(|l| (i, Arc::clone(&l.gate))))
             .collect()
+    }
+
+    /// Notes that a verification of counter `index` of `plan` queued behind
+    /// a reservation at `now_ms`.
+    pub fn queued(&self, plan: &Plan, index: usize, now_ms: i64) {
+        let mut leases = lock(&self.leases);
+        if let Some(lease) = plan
+            .counters
+            .get(index)
+            .and_then(|c| leases.get_mut(&*c.key))
+        {
+            lease.contended_ms = now_ms;
+        }
     }
 
     /// The reservations the counters `lacking` need for `cost`.
@@ -416,6 +445,7 @@ fn spend_locked(
         if lease.period != period {
             *lease = Lease {
                 gate: Arc::clone(&lease.gate),
+                contended_ms: lease.contended_ms,
                 ..Lease::new(period, now_ms)
             };
         }
