@@ -30,18 +30,25 @@ pub fn valid_tenant_name(name: &str) -> bool {
             .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// Comma-separated CIDRs or bare addresses (`trusted_proxies`), each made
-/// canonical (`10.1.2.3/8` is `10.0.0.0/8`, an address its /32 or /128).
+/// A CIDR or a bare address, made canonical: `10.1.2.3/8` is `10.0.0.0/8`,
+/// an address its /32 or /128.
+pub fn parse_address_range(entry: &str) -> Option<IpNet> {
+    entry
+        .parse::<IpNet>()
+        .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+        .map(|net| net.trunc())
+        .ok()
+}
+
+/// Comma-separated CIDRs or bare addresses (`trusted_proxies`), each
+/// [`parse_address_range`]d.
 pub fn parse_address_ranges(list: &str) -> Result<Vec<IpNet>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
         .map(|entry| {
-            entry
-                .parse::<IpNet>()
-                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                .map(|net| net.trunc())
-                .map_err(|_| format!("trusted_proxies: {entry:?} is not a CIDR or an IP address"))
+            parse_address_range(entry)
+                .ok_or_else(|| format!("trusted_proxies: {entry:?} is not a CIDR or an IP address"))
         })
         .collect()
 }

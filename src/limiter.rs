@@ -85,13 +85,19 @@ pub struct Subject {
     pub user_id: String,
 }
 
-impl Counter {
+impl CounterKey {
     /// The period holding `now_ms`: a window's start, a balance's last refill.
     fn period(&self, now_ms: i64) -> i64 {
-        match &self.key.what {
+        match &self.what {
             What::Window(limit) => limit.window(now_ms).0,
             What::Credits(credits) => credits.period(now_ms),
         }
+    }
+}
+
+impl Counter {
+    fn period(&self, now_ms: i64) -> i64 {
+        self.key.period(now_ms)
     }
 }
 
@@ -349,11 +355,7 @@ impl Limiter {
         let mut short = None;
         for (need, grant) in needs.iter().zip(grants) {
             if let Some(lease) = leases.get_mut(&*need.key) {
-                let period = match &need.key.what {
-                    What::Window(limit) => limit.window(need.now_ms).0,
-                    What::Credits(credits) => credits.period(need.now_ms),
-                };
-                if lease.period != period {
+                if lease.period != need.key.period(need.now_ms) {
                     continue;
                 }
                 lease.held += grant.granted;

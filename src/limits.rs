@@ -449,11 +449,10 @@ pub fn parse_allowed_ips(value: &Value) -> Result<AllowedIps, Error> {
     }
     let mut nets: Vec<IpNet> = Vec::with_capacity(items.len());
     for item in items {
-        let text = item.as_str().ok_or_else(bad)?;
-        let net = match text.parse::<IpNet>() {
-            Ok(net) => net.trunc(),
-            Err(_) => IpNet::from(text.parse::<std::net::IpAddr>().map_err(|_| bad())?),
-        };
+        let net = item
+            .as_str()
+            .and_then(crate::ground::parse_address_range)
+            .ok_or_else(bad)?;
         if !nets.contains(&net) {
             nets.push(net);
         }

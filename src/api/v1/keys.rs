@@ -11,7 +11,7 @@ use serde_json::Value;
 use utoipa::openapi::{ObjectBuilder, RefOr, Required, Schema, Type};
 use utoipa::{IntoParams, Modify, PartialSchema, ToSchema};
 
-use super::limits::{CreditsSchema, RateLimitSchema};
+use super::limits::{control, CreditsSchema, RateLimitSchema};
 use super::{fields_named, param, push, uuid_param, PageQuery, ResultOk, OK};
 use crate::access::Caller;
 use crate::api::input::{path_id, Body, JsonObject, QueryParams};
@@ -227,17 +227,6 @@ pub struct NewKeyBody {
     pub allowed_ips: Option<AllowedIps>,
 }
 
-/// `ratelimits`, `credits` and `allowed_ips`, adding their errors to `errors`.
-fn control(body: &JsonObject, errors: &mut FieldErrors) -> ControlChange {
-    match ControlChange::from_json(|name| body.get_or_null(name), true) {
-        Ok(change) => change,
-        Err(error) => {
-            errors.append(&mut invalid_fields(error));
-            ControlChange::default()
-        }
-    }
-}
-
 /// `meta`: an object that fits, or `None` after recording why not.
 fn meta(value: &Value, errors: &mut FieldErrors) -> Option<Meta> {
     let meta = Meta::parse(value);
@@ -313,7 +302,7 @@ impl NewKeyBody {
             None => Some(None),
             Some(value) => meta(value, &mut errors).map(Some),
         };
-        let control = control(body, &mut errors);
+        let control = control(body, true, &mut errors);
         match (name, user_id, expiration_date, scopes, meta) {
             (Some(name), Some(user_id), Some(expiration_date), Some(scopes), Some(meta))
                 if errors.is_empty() =>
@@ -387,7 +376,7 @@ impl KeyChangeBody {
             name
         });
         let meta = body.get("meta").and_then(|value| meta(value, &mut errors));
-        let control = control(body, &mut errors);
+        let control = control(body, true, &mut errors);
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }

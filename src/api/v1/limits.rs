@@ -3,6 +3,24 @@
 
 use utoipa::ToSchema;
 
+use crate::api::input::JsonObject;
+use crate::error::{Error, FieldErrors};
+use crate::limits::ControlChange;
+
+/// A body's `ratelimits`, `credits` and (`with_ips`: keys) `allowed_ips`,
+/// adding their errors to `errors` (nothing is set when one is wrong).
+pub fn control(body: &JsonObject, with_ips: bool, errors: &mut FieldErrors) -> ControlChange {
+    match ControlChange::from_json(|name| body.get_or_null(name), with_ips) {
+        Ok(change) => change,
+        Err(error) => {
+            if let Error::Invalid(mut fields) = error {
+                errors.append(&mut fields);
+            }
+            ControlChange::default()
+        }
+    }
+}
+
 /// A rate limit: at most `limit` verifications in each window of
 /// `duration_ms` (windows aligned to the Unix epoch).
 #[derive(ToSchema)]

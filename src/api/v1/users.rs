@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa::openapi::{ArrayBuilder, ObjectBuilder, RefOr, Schema, Type};
 use utoipa::ToSchema;
 
-use super::limits::{CreditsSchema, RateLimitSchema};
+use super::limits::{control, CreditsSchema, RateLimitSchema};
 use super::{push, PageQuery, ResultOk, OK};
 use crate::access::Caller;
 use crate::api::input::{path_id, Body, JsonObject, QueryParams};
@@ -130,18 +130,6 @@ pub struct UserChangeBody {
     pub credits: Option<Option<CreditsSetting>>,
 }
 
-/// `ratelimits` and `credits`, adding their errors to `errors`.
-fn control(body: &JsonObject, errors: &mut FieldErrors) -> ControlChange {
-    match ControlChange::from_json(|name| body.get_or_null(name), false) {
-        Ok(change) => change,
-        Err(Error::Invalid(mut fields)) => {
-            errors.append(&mut fields);
-            ControlChange::default()
-        }
-        Err(_) => ControlChange::default(),
-    }
-}
-
 impl NewUserBody {
     /// Reads the body, naming every field that is wrong.
     fn parse(body: &JsonObject) -> Result<Self, Error> {
@@ -154,7 +142,7 @@ impl NewUserBody {
         let roles = body
             .get("roles")
             .and_then(|value| roles(value, &mut errors));
-        let control = control(body, &mut errors);
+        let control = control(body, false, &mut errors);
         match email {
             Some(email) if errors.is_empty() => Ok(Self {
                 email,
@@ -196,7 +184,7 @@ impl UserChangeBody {
             }
             active
         });
-        let control = control(body, &mut errors);
+        let control = control(body, false, &mut errors);
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }
