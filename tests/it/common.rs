@@ -418,3 +418,93 @@ pub fn assert_403(reply: &Reply, title: &str) {
 pub fn assert_404(reply: &Reply) {
     assert_problem(reply, 404, T404, "Not Found", None);
 }
+
+/// A free port on 127.0.0.1 (for a server or a receiver to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real binary serving the test's database, with the settings `env`
+/// adds; killed when dropped.
+pub struct Instance {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl Instance {
+    pub fn start(app: &TestApp, dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        use std::time::{Duration, Instant};
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .env("KEYWARD_DATABASE_URL", &app.database_url)
+            .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready(port) {
+            assert!(
+                Instant::now() < deadline,
+                "an instance did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { port, child }
+    }
+
+    /// SIGTERM, and waits (at most 15 s) for it to stop.
+    pub fn terminate(&mut self) {
+        use std::time::{Duration, Instant};
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "an instance did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill_9(&mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the server on `port` answers `/readiness` with 200.
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let asked = stream
+        .write_all(b"GET /readiness HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    asked.is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
+}

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,14 +20,6 @@ use keyward::keys::Scope;
 
 const AUTH: &str = "/v1/auth";
 const KEYS: &str = "/v1/user-api-keys";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wall_ms() -> i64 {
     SystemTime::now()
@@ -147,70 +138,6 @@ impl Client {
     }
 }
 
-/// A `keyward serve` process on the test's database, killed when dropped.
-struct Instance {
-    port: u16,
-    child: Child,
-}
-
-impl Instance {
-    fn start(app: &TestApp, dir: &std::path::Path) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .env("KEYWARD_DATABASE_URL", &app.database_url)
-            .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut client = Client::new(port);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while client.call("GET", "/readiness", "", None).map(|a| a.status) != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "an instance did not become ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { port, child }
-    }
-
-    /// SIGTERM, and waits (at most 15 s) for it to stop.
-    fn terminate(&mut self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "an instance did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill_9(&mut self) {
-        let killed = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Three instances and a key made through the first with `limits` (the
 /// binary runs on the wall clock: the key works today). Returns the
 /// instances, the key's id and its secret, and the administrator's secret.
@@ -230,7 +157,7 @@ fn instances(
             real_today + chrono::Days::new(30),
         )
         .1;
-    let instances: Vec<Instance> = (0..n).map(|_| Instance::start(app, dir)).collect();
+    let instances: Vec<Instance> = (0..n).map(|_| Instance::start(app, dir, &[])).collect();
     let mut body = json!({
         "name": "shared",
         "user_id": w.alice.id,

@@ -26,6 +26,12 @@ use keyward::keys::Scope;
 use keyward::webhooks::client::{resolve_public, Client, Outcome, Request};
 use keyward::AppState;
 
+/// How the webhook tests run the real binary: receivers on 127.0.0.1, retries a second apart.
+const WEBHOOK_BINARY_ENV: &[(&str, &str)] = &[
+    ("KEYWARD_WEBHOOK_ALLOW_PRIVATE", "1"),
+    ("KEYWARD_WEBHOOK_RETRY_SCHEDULE", "1,1,1,1,1,1,1,1,1,1"),
+];
+
 const HOOKS: &str = "/v1/webhooks";
 
 /// One request a [`Receiver`] got.
@@ -659,7 +665,7 @@ both_backends! {
         let admin = app.key_until(&w.acme, &w.admin, &Scope::ALL, real_today + chrono::Days::new(30)).1;
 
         // The receiver is down: the first attempt fails and is retried.
-        let mut server = Binary::start(app, dir.path());
+        let mut server = Instance::start(app, dir.path(), WEBHOOK_BINARY_ENV);
         let (status, created) = http_json(server.port, "POST", HOOKS, &admin, &json!({"url": url, "events": ["*"]}));
         assert_eq!(status, 201, "{created}");
         let id = created["id"].as_str().unwrap().to_owned();
@@ -670,7 +676,7 @@ both_backends! {
         server.kill_9();
 
         let _receiver = Python::start(&python, receiver_port, &secrets, &out);
-        let server = Binary::start(app, dir.path());
+        let server = Instance::start(app, dir.path(), WEBHOOK_BINARY_ENV);
         let delivered = wait_for(&out, |r| r["type"] == json!("key.created") && r["body"]["data"]["target_id"] == key["id"]);
         assert_eq!(delivered["verified_by"], json!([0]), "{delivered}");
         assert_eq!(delivered["content_type"], json!("application/json"));
@@ -888,7 +894,7 @@ both_backends! {
         assert_eq!(log.body["deliveries"].as_array().unwrap().len(), 2, "{}", log.text);
 
         let dir = tempfile::tempdir().unwrap();
-        let server = Binary::start(app, dir.path());
+        let server = Instance::start(app, dir.path(), WEBHOOK_BINARY_ENV);
         let deadline = Instant::now() + Duration::from_secs(20);
         let log = loop {
             let (status, log) = http_json(server.port, "GET", &format!("{HOOKS}/{id}/deliveries"), &admin, &Value::Null);
@@ -904,14 +910,6 @@ both_backends! {
         let events: i64 = webhook_events::table.count().get_result(&mut *app.conn()).unwrap();
         assert_eq!(events, 1);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A Python 3 with `standardwebhooks`; `None` (the test skipped) outside CI,
@@ -963,51 +961,6 @@ impl Drop for Python {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// The real binary serving the test's database, killed when dropped.
-struct Binary {
-    port: u16,
-    child: Child,
-}
-
-impl Binary {
-    fn start(app: &TestApp, dir: &std::path::Path) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .env("KEYWARD_DATABASE_URL", &app.database_url)
-            .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
-            .env("KEYWARD_WEBHOOK_ALLOW_PRIVATE", "1")
-            .env("KEYWARD_WEBHOOK_RETRY_SCHEDULE", "1,1,1,1,1,1,1,1,1,1")
-            .env("RUST_LOG", "warn")
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http_json(port, "GET", "/readiness", "", &Value::Null).0 != 200 {
-            assert!(Instant::now() < deadline, "server did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { port, child }
-    }
-
-    fn kill_9(&mut self) {
-        let killed = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
