@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::error::Error;
 use crate::limiter::Plan;
 use crate::limits::AllowedIps;
+use crate::memo::Rendered;
 use crate::scopes::Scope;
 use crate::tenants::Tenant;
 
@@ -19,7 +20,9 @@ use crate::tenants::Tenant;
 /// reference count, not a copy of the tenant, the roles and the scopes.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    identity: Arc<Identity>,
+    /// Shared by a cached authentication and every caller made from it, with
+    /// what the dialects prepare from it once (see [`Caller::prepared`]).
+    identity: Arc<Rendered<Identity>>,
     /// Where the request came from, for the audit log.
     pub origin: Origin,
 }
@@ -48,7 +51,7 @@ impl std::ops::Deref for Caller {
     type Target = Identity;
 
     fn deref(&self) -> &Identity {
-        &self.identity
+        self.identity.value()
     }
 }
 
@@ -58,18 +61,35 @@ pub type KeyMeta = Arc<serde_json::Map<String, serde_json::Value>>;
 /// The request a caller made: its id and the client's address.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
-    pub request_id: Option<String>,
-    pub ip: Option<String>,
+    pub request_id: Option<Arc<str>>,
     /// The client's address, by section 8's rule.
     pub client: Option<std::net::IpAddr>,
+}
+
+impl Origin {
+    /// The client's address as the audit log writes it.
+    pub fn ip(&self) -> Option<String> {
+        self.client.map(|ip| ip.to_string())
+    }
 }
 
 impl Caller {
     pub fn new(identity: Identity, origin: Origin) -> Self {
         Self {
-            identity: Arc::new(identity),
+            identity: Arc::new(Rendered::new(identity)),
             origin,
         }
+    }
+
+    /// What `prepare` makes of the caller's identity, made once per
+    /// authentication read from the database and kept with it (a dialect's
+    /// answer parts that depend on nothing else).
+    pub fn prepared<R: std::any::Any + Send + Sync, E>(
+        &self,
+        name: &'static str,
+        prepare: impl FnOnce(&Identity) -> Result<R, E>,
+    ) -> Result<Arc<R>, E> {
+        self.identity.prepared(name, prepare)
     }
 
     /// 403 unless the key may be used from `ip` (the client's address by

@@ -185,22 +185,22 @@ impl Tally {
         }
         let minute = now.timestamp().div_euclid(MINUTE) * MINUTE;
         let mut shard = lock(self.shards.get_or(Mutex::default));
-        if !shard.contains_key(tenant_id) {
-            shard.insert(tenant_id.to_owned(), HashMap::new());
-        }
-        let Some(keys) = shard.get_mut(tenant_id) else {
-            return;
-        };
-        if !keys.contains_key(key_id) {
-            keys.insert(key_id.to_owned(), Vec::with_capacity(2));
-        }
-        let Some(minutes) = keys.get_mut(key_id) else {
-            return;
-        };
-        match minutes.last_mut() {
+        let count = |minutes: &mut Vec<(i64, Counts)>| match minutes.last_mut() {
             Some((at, counts)) if *at == minute => counts.count(outcome),
             _ => minutes.push((minute, Counts::one(outcome))),
+        };
+        if let Some(minutes) = shard
+            .get_mut(tenant_id)
+            .and_then(|keys| keys.get_mut(key_id))
+        {
+            return count(minutes);
         }
+        let minutes = shard
+            .entry(tenant_id.to_owned())
+            .or_default()
+            .entry(key_id.to_owned())
+            .or_insert_with(|| Vec::with_capacity(2));
+        count(minutes);
     }
 
     /// Takes every count held, merged by (tenant, key, minute).

@@ -37,6 +37,51 @@ pub fn resource(pattern: &'static str) -> actix_web::Resource {
     web::resource(pattern).app_data(Route(pattern))
 }
 
+/// What actix-web's `NormalizePath::trim` does, without its cost on the paths
+/// that need nothing (nearly all): repeated slashes merged into one, trailing
+/// ones dropped (`/` stays `/`). Before routing, so `/v1/user-api-keys/` and
+/// `//v1/user-api-keys` are served as `/v1/user-api-keys`.
+pub fn tidy_path(req: &mut actix_web::dev::ServiceRequest) {
+    use actix_web::http::uri::{PathAndQuery, Uri};
+    let Some(path) = tidied(req.path()) else {
+        return;
+    };
+    let uri = &req.head().uri;
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    let Ok(path_and_query) = PathAndQuery::from_maybe_shared(bytes::Bytes::from(path_and_query))
+    else {
+        return;
+    };
+    parts.path_and_query = Some(path_and_query);
+    let Ok(uri) = Uri::from_parts(parts) else {
+        return;
+    };
+    req.match_info_mut().get_mut().update(&uri);
+    req.head_mut().uri = uri;
+}
+
+/// `path` tidied as [`tidy_path`] says; `None` when it already is.
+fn tidied(path: &str) -> Option<String> {
+    let trailing = path.len() > 1 && path.ends_with('/');
+    if path.is_empty() || (!trailing && !path.contains("//")) {
+        return None;
+    }
+    let mut out = String::with_capacity(path.len());
+    for c in path.trim_end_matches('/').chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    (out != path).then_some(out)
+}
+
 /// The route template a request matched; see [`resource`].
 #[derive(Debug, Clone, Copy)]
 pub struct Route(pub &'static str);
@@ -114,6 +159,21 @@ pub async fn not_found() -> Result<actix_web::HttpResponse, Error> {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+
+    #[test]
+    fn paths_are_tidied_as_normalize_path_trim_does() {
+        for (path, tidied) in [
+            ("/v1/user-api-keys", None),
+            ("/", None),
+            ("", None),
+            ("/v1/user-api-keys/", Some("/v1/user-api-keys")),
+            ("//v1//user-api-keys///", Some("/v1/user-api-keys")),
+            ("///", Some("/")),
+            ("/v1/auth//orders/", Some("/v1/auth/orders")),
+        ] {
+            assert_eq!(super::tidied(path).as_deref(), tidied, "{path}");
+        }
+    }
 
     #[test]
     fn timestamps_are_iso_8601_seconds_utc() {

@@ -96,8 +96,8 @@ impl From<&Caller> for Actor {
         Self {
             user_id: Some(caller.user_id.clone()),
             key_id: Some(caller.key_id.clone()),
-            request_id: caller.origin.request_id.clone(),
-            ip: caller.origin.ip.clone(),
+            request_id: caller.origin.request_id.as_deref().map(str::to_owned),
+            ip: caller.origin.ip(),
         }
     }
 }

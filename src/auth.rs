@@ -7,7 +7,7 @@
 pub mod cache;
 pub mod client_ip;
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
@@ -22,6 +22,14 @@ use crate::keys::{self, secret};
 use crate::limiter::Plan;
 use crate::tenants;
 use crate::AppState;
+
+/// The header that names the tenant.
+pub const TENANT_HEADER: HeaderName = HeaderName::from_static("tenant");
+/// The headers that carry a key as it is (`Authorization: Bearer` carries one too).
+const KEY_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("x-key"),
+    HeaderName::from_static("x-api-key"),
+];
 
 /// What a request presents: the tenant it names (or the pinned one) and its key.
 #[derive(Clone)]
@@ -55,7 +63,7 @@ impl Credentials {
 
         let mut key: Option<&str> = None;
         let mut malformed_authorization = false;
-        for name in ["x-key", "x-api-key"] {
+        for name in &KEY_HEADERS {
             for value in headers.get_all(name) {
                 let value = value.to_str().map_err(|_| Error::KeyInvalid)?.trim();
                 if !value.is_empty() {
@@ -63,7 +71,7 @@ impl Credentials {
                 }
             }
         }
-        for value in headers.get_all("authorization") {
+        for value in headers.get_all(AUTHORIZATION) {
             match value.to_str().ok().and_then(bearer_token) {
                 Some(token) => agree(&mut key, token)?,
                 None => malformed_authorization = true,
@@ -95,7 +103,7 @@ impl Credentials {
             (None, None) => return Err(Error::TenantMissing),
         };
         let mut key: Option<&str> = None;
-        for value in headers.get_all("authorization") {
+        for value in headers.get_all(AUTHORIZATION) {
             match value.to_str().ok().and_then(bearer_token) {
                 Some(token) => agree(&mut key, token)?,
                 None => return Err(Error::AuthHeaderMalformed),
@@ -112,7 +120,7 @@ impl Credentials {
 /// several disagree (a proxy and keyward must not read different tenants).
 fn tenant_header(headers: &HeaderMap) -> Result<Option<&str>, Error> {
     let mut named = None;
-    for value in headers.get_all("tenant") {
+    for value in headers.get_all(TENANT_HEADER) {
         let value = value.to_str().map_err(|_| Error::TenantUnknown)?.trim();
         match named {
             Some(seen) if seen != value => return Err(Error::TenantUnknown),
@@ -347,7 +355,6 @@ pub fn authenticate_with(
     let request = req.clone();
     let origin = Origin {
         request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
-        ip: peer.map(|ip| ip.to_string()),
         client: peer,
     };
     Box::pin(async move {

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 /// The id of a request, as echoed in `x-request-id`, in `/v1` errors'
 /// `traceId` and in the audit log.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub std::sync::Arc<str>);
 
 /// The longest key prefix.
 pub const KEY_PREFIX_MAX: usize = 32;

@@ -471,7 +471,6 @@ pub fn app(
         .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .configure(api::configure)
         .default_service(web::to(api::not_found))
-        .wrap(middleware::NormalizePath::trim())
         .wrap(middleware::from_fn(api::context::middleware))
         // Outermost: a preflight is answered before anything else runs.
         .wrap(middleware::from_fn(api::cors::middleware))

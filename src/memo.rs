@@ -14,9 +14,10 @@
 //! An answer can carry its [`Rendered`] forms (the bytes a dialect made of it),
 //! so that while it stays current it is shown without being written again.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -70,11 +71,12 @@ impl<V: Send + Clone> Memo<V> {
 }
 
 /// A value and the renderings made of it, each made once by whoever shows the
-/// value (a dialect's JSON) and shared for as long as the value is.
+/// value (a dialect's JSON, or anything else it prepares from the value) and
+/// shared for as long as the value is.
 #[derive(Debug)]
 pub struct Rendered<T> {
     value: T,
-    renderings: Mutex<Vec<(&'static str, Bytes)>>,
+    renderings: Mutex<Vec<(&'static str, Arc<dyn Any + Send + Sync>)>>,
 }
 
 impl<T> Rendered<T> {
@@ -95,13 +97,28 @@ impl<T> Rendered<T> {
         name: &'static str,
         render: impl FnOnce(&T) -> Result<Bytes, E>,
     ) -> Result<Bytes, E> {
+        self.prepared(name, render)
+            .map(|bytes| Bytes::clone(&bytes))
+    }
+
+    /// What is prepared under `name` (of any type), made by `prepare` the
+    /// first time it is asked for.
+    pub fn prepared<R: Any + Send + Sync, E>(
+        &self,
+        name: &'static str,
+        prepare: impl FnOnce(&T) -> Result<R, E>,
+    ) -> Result<Arc<R>, E> {
         let mut renderings = self.renderings.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, bytes)) = renderings.iter().find(|(made, _)| *made == name) {
-            return Ok(bytes.clone());
+        let made = renderings
+            .iter()
+            .find(|(made, _)| *made == name)
+            .and_then(|(_, made)| Arc::clone(made).downcast::<R>().ok());
+        if let Some(made) = made {
+            return Ok(made);
         }
-        let bytes = render(&self.value)?;
-        renderings.push((name, bytes.clone()));
-        Ok(bytes)
+        let made = Arc::new(prepare(&self.value)?);
+        renderings.push((name, made.clone()));
+        Ok(made)
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -26,6 +27,10 @@ pub struct AuthThrottle {
     /// Failures allowed per address per minute; 0 disables throttling.
     limit: u32,
     windows: Mutex<HashMap<IpAddr, Window>>,
+    /// The end (Unix ms) of the latest window that reached the limit: until
+    /// then some address may be refused; after it none is, and
+    /// [`AuthThrottle::check`] answers without taking the lock.
+    refusing_until: AtomicI64,
 }
 
 impl AuthThrottle {
@@ -33,6 +38,7 @@ impl AuthThrottle {
         Self {
             limit,
             windows: Mutex::new(HashMap::new()),
+            refusing_until: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -41,6 +47,9 @@ impl AuthThrottle {
         let (Some(ip), true) = (ip, self.limit > 0) else {
             return Ok(());
         };
+        if now.timestamp_millis() >= self.refusing_until.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         match windows.get(&ip) {
             Some(w) if w.failures >= self.limit && now < w.started + WINDOW => {
@@ -71,6 +80,10 @@ impl AuthThrottle {
             };
         }
         window.failures = window.failures.saturating_add(1);
+        if window.failures >= self.limit {
+            let end = (window.started + WINDOW).timestamp_millis();
+            self.refusing_until.fetch_max(end, Ordering::AcqRel);
+        }
     }
 }
 

@@ -86,13 +86,23 @@ pub fn line(
         out.extend_from_slice(b" INFO  ");
         out.extend_from_slice(TARGET.as_bytes());
         out.extend_from_slice(b"] ");
-        // Writing into a Vec cannot fail.
-        let _ = writeln!(
-            out,
-            "{request_id} tenant={tenant} {method} {route} {status} {}.{:03}ms",
-            micros / 1000,
-            micros % 1000,
-        );
+        // `{request_id} tenant={tenant} {method} {route} {status} {ms}.{:03}ms`,
+        // without the formatter.
+        let mut digits = itoa::Buffer::new();
+        for part in [request_id, " tenant=", tenant, " ", method, " ", route, " "] {
+            out.extend_from_slice(part.as_bytes());
+        }
+        out.extend_from_slice(digits.format(status).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(digits.format(micros / 1000).as_bytes());
+        let fraction = (micros % 1000) as u16;
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (fraction / 100) as u8,
+            b'0' + (fraction / 10 % 10) as u8,
+            b'0' + (fraction % 10) as u8,
+        ]);
+        out.extend_from_slice(b"ms\n");
         if out.len() >= FLUSH_AT {
             write_out(&mut out);
         }

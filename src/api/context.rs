@@ -62,7 +62,14 @@ impl Dialect {
 /// came before.
 pub(crate) fn new_request_id() -> String {
     use rand::Rng;
-    format!("{:032x}", rand::thread_rng().gen::<u128>())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::thread_rng().gen::<u128>();
+    // 32 lower-case hex digits, as `{:032x}` writes them, without the formatter.
+    let mut digits = [0u8; 32];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[(n >> (124 - 4 * i)) as usize & 15];
+    }
+    String::from_utf8_lossy(&digits).into_owned()
 }
 
 /// An incoming id is kept if it is a short token that is safe to log and echo:
@@ -76,7 +83,7 @@ fn sane_request_id(id: &str, key_prefix: &str) -> bool {
 }
 
 pub async fn middleware(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
@@ -91,6 +98,7 @@ pub async fn middleware(
         .and_then(|v| v.to_str().ok())
         .filter(|id| sane_request_id(id, key_prefix))
         .map_or_else(new_request_id, str::to_owned);
+    let request_id: std::sync::Arc<str> = request_id.into();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let dialect = Dialect::of(req.path());
     // Verification never reads the body, so its size is no reason to refuse it;
@@ -103,6 +111,7 @@ pub async fn middleware(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let too_large = declared_length.is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    super::tidy_path(&mut req);
     let mut res = if too_large && !verification {
         req.error_response(Error::PayloadTooLarge)
     } else {
@@ -212,7 +221,7 @@ fn access_log(
     let req = res.request();
     super::access_log::line(
         request_id,
-        req.headers().get("tenant"),
+        req.headers().get(crate::auth::TENANT_HEADER),
         req.method().as_str(),
         route,
         res.status().as_u16(),

@@ -19,10 +19,12 @@ use crate::error::{Error, FieldErrors};
 use crate::paging::{Page, TAKE_RANGE};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // First: routes are tried in order, and every pattern with a parameter
+    // tried before the hottest path would cost it a regular expression.
+    verify::configure(cfg);
     keys::configure(cfg);
     users::configure(cfg);
     audit::configure(cfg);
-    verify::configure(cfg);
     usage::configure(cfg);
     webhooks::configure(cfg);
 }

@@ -436,6 +436,13 @@ fn visible(value: &[u8]) -> bool {
 }
 
 /// The value without the spaces and tabs around it.
+/// The value of a head line that is the field `name` (lower-case, with its
+/// colon), whatever the line's case.
+fn field<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let (start, value) = line.split_at_checked(name.len())?;
+    start.eq_ignore_ascii_case(name).then_some(value)
+}
+
 fn trim(value: &[u8]) -> &[u8] {
     let blank = |b: &u8| *b == b' ' || *b == b'\t';
     let start = value.iter().position(|b| !blank(b)).unwrap_or(value.len());
@@ -496,7 +503,7 @@ fn target_ok(target: &str) -> bool {
 #[derive(Debug)]
 pub struct Answers {
     state: Out,
-    /// The start of the head line being written (lower-cased), and its length.
+    /// The start of a head line split across writes, until it ends, and its length.
     line: [u8; LINE],
     line_len: usize,
     /// Whether the next line is a status line.
@@ -551,22 +558,24 @@ impl Answers {
                         Some(i) => (i + 1, true),
                         None => (rest.len(), false),
                     };
-                    let room = LINE - self.line_len;
-                    let copied = n.min(room);
-                    for (to, from) in self.line[self.line_len..self.line_len + copied]
-                        .iter_mut()
-                        .zip(&rest[..copied])
-                    {
-                        *to = from.to_ascii_lowercase();
-                    }
-                    self.line_len += copied;
                     at += n;
-                    if line_end {
-                        let ended = self.head_line(request);
-                        self.line_len = 0;
-                        if let Some(close) = ended {
-                            return (at, Some(close));
+                    let ended = if line_end && self.line_len == 0 {
+                        // The whole line is here (nearly always): read where it lies.
+                        self.head_line(&rest[..n], request)
+                    } else {
+                        // A line split across writes: its start is kept until it ends.
+                        let copied = n.min(LINE - self.line_len);
+                        self.line[self.line_len..self.line_len + copied]
+                            .copy_from_slice(&rest[..copied]);
+                        self.line_len += copied;
+                        if !line_end {
+                            continue;
                         }
+                        let (kept, len) = (self.line, std::mem::take(&mut self.line_len));
+                        self.head_line(&kept[..len], request)
+                    };
+                    if let Some(close) = ended {
+                        return (at, Some(close));
                     }
                 }
                 Out::Length(left) => {
@@ -594,9 +603,7 @@ impl Answers {
     /// A head line was written (kept in `line`): notes what it says; at the
     /// end of the head, moves to the body. Returns `Some(close)` if that ends
     /// a final answer.
-    fn head_line(&mut self, request: Request) -> Option<bool> {
-        let kept = self.line;
-        let line = &kept[..self.line_len];
+    fn head_line(&mut self, line: &[u8], request: Request) -> Option<bool> {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if std::mem::take(&mut self.status_line) {
@@ -607,16 +614,22 @@ impl Answers {
                 .unwrap_or(0);
             return None;
         }
-        if !line.is_empty() {
-            if let Some(value) = line.strip_prefix(b"content-length:") {
+        // Only three fields matter here, and the first letter rules out the rest.
+        if matches!(line.first(), Some(b'c' | b'C' | b't' | b'T')) {
+            if let Some(value) = field(line, b"content-length:") {
                 self.length = std::str::from_utf8(trim(value)).ok()?.parse().ok();
-            } else if let Some(value) = line.strip_prefix(b"transfer-encoding:") {
-                self.chunked = trim(value).ends_with(b"chunked");
-            } else if let Some(value) = line.strip_prefix(b"connection:") {
+            } else if let Some(value) = field(line, b"transfer-encoding:") {
+                let value = trim(value);
+                self.chunked =
+                    value.len() >= 7 && value[value.len() - 7..].eq_ignore_ascii_case(b"chunked");
+            } else if let Some(value) = field(line, b"connection:") {
                 self.close |= value
                     .split(|&b| b == b',')
-                    .any(|option| trim(option) == b"close");
+                    .any(|option| trim(option).eq_ignore_ascii_case(b"close"));
             }
+            return None;
+        }
+        if !line.is_empty() {
             return None;
         }
         // The end of the head.

@@ -17,13 +17,14 @@ use actix_web::http::header::{
 };
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::PathItem;
 use utoipa::{Modify, ToSchema};
 
-use crate::access::Caller;
+use crate::access::{Caller, Identity};
 use crate::analytics::{CountedKey, Outcome};
 use crate::api::context::{RATELIMIT, RATELIMIT_POLICY};
 use crate::api::Timestamp;
@@ -146,16 +147,37 @@ pub struct CreditsLeft {
 }
 
 impl<'a> Verification<'a> {
-    fn new(caller: &'a Caller, spent: &'a Spent) -> Self {
+    fn new(identity: &'a Identity, spent: &'a Spent) -> Self {
+        let Usage {
+            ratelimits,
+            credits,
+        } = Usage::new(spent);
         Self {
-            tenant: &caller.tenant.name,
-            user_id: &caller.user_id,
-            key_id: &caller.key_id,
-            key_name: &caller.key_name,
-            scopes: &caller.scopes,
-            roles: &caller.roles,
-            expires_at: caller.key_expires_at,
-            meta: &caller.key_meta,
+            tenant: &identity.tenant.name,
+            user_id: &identity.user_id,
+            key_id: &identity.key_id,
+            key_name: &identity.key_name,
+            scopes: &identity.scopes,
+            roles: &identity.roles,
+            expires_at: identity.key_expires_at,
+            meta: &identity.key_meta,
+            ratelimits,
+            credits,
+        }
+    }
+}
+
+/// The members of a [`Verification`] that change with every verification:
+/// its last two, in its order.
+#[derive(Serialize)]
+struct Usage<'a> {
+    ratelimits: Vec<RateLimitState<'a>>,
+    credits: CreditsLeft,
+}
+
+impl<'a> Usage<'a> {
+    fn new(spent: &'a Spent) -> Self {
+        Self {
             ratelimits: spent
                 .ratelimits
                 .iter()
@@ -173,6 +195,71 @@ impl<'a> Verification<'a> {
             },
         }
     }
+}
+
+/// What every answer for one authentication shares, prepared once with it
+/// ([`Caller::prepared`]): the headers that say whose key it is, the body of
+/// a verification that spent nothing, and that body's start, up to the
+/// members of [`Usage`].
+struct Prepared {
+    headers: [(HeaderName, HeaderValue); 5],
+    plain: Bytes,
+    /// `plain` up to and with the comma before `"ratelimits"`.
+    head: Bytes,
+}
+
+impl Prepared {
+    const NAME: &'static str = "v1.verification";
+
+    fn of(identity: &Identity) -> Result<Self, Error> {
+        let unspent = Spent::default();
+        let plain = json(&Verification::new(identity, &unspent), 512)?;
+        let usage = json(&Usage::new(&unspent), 64)?;
+        // `{"ratelimits":...}` without its `{` ends `plain`: what comes before is the head.
+        let members = usage.get(1..).unwrap_or_default();
+        let head = match plain.strip_suffix(members) {
+            Some(head) => Bytes::copy_from_slice(head),
+            None => {
+                return Err(Error::Internal(
+                    "verification answer: usage not last".into(),
+                ))
+            }
+        };
+        Ok(Self {
+            headers: [
+                (TENANT, header_value(&identity.tenant.name)?),
+                (USER_ID, header_value(&identity.user_id)?),
+                (KEY_ID, header_value(&identity.key_id)?),
+                (SCOPES, joined(identity.scopes.iter().map(|s| s.as_str()))?),
+                (ROLES, joined(identity.roles.iter().map(String::as_str))?),
+            ],
+            plain: Bytes::from(plain),
+            head,
+        })
+    }
+
+    /// The body of a verification that spent `spent`: the shared bytes
+    /// when it spent from no limit, else the head and its usage.
+    fn body(&self, spent: &Spent) -> Result<Bytes, Error> {
+        if spent.ratelimits.is_empty()
+            && spent.key_credits.is_none()
+            && spent.user_credits.is_none()
+        {
+            return Ok(self.plain.clone());
+        }
+        let usage = json(&Usage::new(spent), 256)?;
+        let mut body = Vec::with_capacity(self.head.len() + usage.len());
+        body.extend_from_slice(&self.head);
+        body.extend_from_slice(usage.get(1..).unwrap_or_default());
+        Ok(Bytes::from(body))
+    }
+}
+
+fn json(value: &impl Serialize, capacity: usize) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, value)
+        .map_err(|e| Error::Internal(format!("verification answer: {e}")))?;
+    Ok(out)
 }
 
 /// Checks the key against the `scope` query (default `public_api`).
@@ -346,8 +433,7 @@ fn count(req: &HttpRequest, tenant_id: &str, key_id: &str, outcome: Outcome) {
 /// missing scope, then 403 for an address the key may not be used from.
 /// Returns the cost.
 fn authorize(req: &HttpRequest, caller: &Caller) -> Result<i64, Error> {
-    let scopes = required_scopes(req.query_string())?;
-    let cost = cost(req.query_string())?;
+    let (scopes, cost) = asked(req.query_string())?;
     for scope in scopes {
         caller.require_scope(scope)?;
     }
@@ -358,14 +444,25 @@ fn authorize(req: &HttpRequest, caller: &Caller) -> Result<i64, Error> {
 /// The message of a bad `cost`.
 pub const COST_INVALID: &str = "cost must be an integer from 0 to 1000.";
 
-/// `cost` (name case-insensitive, at most once): digits, 0..=1000; default 1.
-fn cost(query: &str) -> Result<i64, Error> {
-    let mut cost = None;
-    if !query.is_empty() {
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            if !name.eq_ignore_ascii_case("cost") {
-                continue;
+/// What the query asks, read in one pass (parameter names case-insensitive,
+/// as every query parameter's): the scopes `scope` names, in [`Scope::ALL`]'s
+/// order, `public_api` when there is no `scope`; and `cost`, at most once,
+/// digits from 0 to 1000, 1 when absent. Each value of `scope`, and each item
+/// of a comma-separated one, must be a scope's exact name: an empty or padded
+/// one is 400, as the document's enum says; a bad scope is named before a bad
+/// cost.
+fn asked(query: &str) -> Result<(impl Iterator<Item = Scope>, i64), Error> {
+    let mut required = [false; Scope::ALL.len()];
+    let (mut cost, mut bad_scope, mut bad_cost) = (None, false, false);
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name.eq_ignore_ascii_case("scope") {
+            for item in value.split(',') {
+                match Scope::parse(item) {
+                    Some(scope) => required[scope as usize] = true,
+                    None => bad_scope = true,
+                }
             }
+        } else if name.eq_ignore_ascii_case("cost") {
             let parsed = value
                 .bytes()
                 .all(|b| b.is_ascii_digit())
@@ -374,37 +471,23 @@ fn cost(query: &str) -> Result<i64, Error> {
                 .filter(|n| (0..=1000).contains(n));
             match (cost, parsed) {
                 (None, Some(n)) => cost = Some(n),
-                _ => return Err(Error::invalid("cost", COST_INVALID)),
+                _ => bad_cost = true,
             }
         }
     }
-    Ok(cost.unwrap_or(1))
-}
-
-/// The scopes `scope` names (the parameter's name case-insensitive, as every
-/// query parameter's), in [`Scope::ALL`]'s order; `public_api` when there is
-/// no `scope`. Each value, and each item of a comma-separated one, must be a
-/// scope's exact name: an empty or padded one is 400, as the document's enum says.
-fn required_scopes(query: &str) -> Result<impl Iterator<Item = Scope>, Error> {
-    let mut required = [false; Scope::ALL.len()];
-    if !query.is_empty() {
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            if !name.eq_ignore_ascii_case("scope") {
-                continue;
-            }
-            for item in value.split(',') {
-                let scope =
-                    Scope::parse(item).ok_or_else(|| Error::invalid("scope", SCOPE_UNKNOWN))?;
-                required[scope as usize] = true;
-            }
-        }
+    if bad_scope {
+        return Err(Error::invalid("scope", SCOPE_UNKNOWN));
+    }
+    if bad_cost {
+        return Err(Error::invalid("cost", COST_INVALID));
     }
     if !required.contains(&true) {
         required[Scope::PublicApi as usize] = true;
     }
-    Ok(Scope::ALL
+    let scopes = Scope::ALL
         .into_iter()
-        .filter(move |s| required[*s as usize]))
+        .filter(move |s| required[*s as usize]);
+    Ok((scopes, cost.unwrap_or(1)))
 }
 
 fn answer(req: &HttpRequest, caller: &Caller, spent: &Spent) -> Result<HttpResponse, Error> {
@@ -418,21 +501,16 @@ fn answer(req: &HttpRequest, caller: &Caller, spent: &Spent) -> Result<HttpRespo
             .insert_header((RATELIMIT_POLICY, header_value(&policy)?))
             .insert_header((RATELIMIT, header_value(&state)?));
     }
-    response
-        .insert_header((CACHE_CONTROL, NO_STORE))
-        .insert_header((TENANT, header_value(&caller.tenant.name)?))
-        .insert_header((USER_ID, header_value(&caller.user_id)?))
-        .insert_header((KEY_ID, header_value(&caller.key_id)?))
-        .insert_header((SCOPES, joined(caller.scopes.iter().map(|s| s.as_str()))?))
-        .insert_header((ROLES, joined(caller.roles.iter().map(String::as_str))?))
-        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+    let prepared = caller.prepared(Prepared::NAME, Prepared::of)?;
+    response.insert_header((CACHE_CONTROL, NO_STORE));
+    for header in &prepared.headers {
+        response.insert_header(header.clone());
+    }
+    response.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
     if req.method() == Method::HEAD {
         return Ok(response.finish());
     }
-    let mut body = Vec::with_capacity(512);
-    serde_json::to_writer(&mut body, &Verification::new(caller, spent))
-        .map_err(|e| Error::Internal(format!("verification answer: {e}")))?;
-    Ok(response.body(body))
+    Ok(response.body(prepared.body(spent)?))
 }
 
 fn header_value(value: &str) -> Result<HeaderValue, Error> {
@@ -520,8 +598,83 @@ impl Modify for EveryMethod {
 mod tests {
     use super::*;
 
+    #[test]
+    fn cost_is_one_integer_from_0_to_1000_and_a_bad_scope_is_named_first() {
+        let cost = |query: &str| asked(query).map(|(_, cost)| cost);
+        assert_eq!(cost("").unwrap(), 1);
+        assert_eq!(cost("scope=public_api&COST=0").unwrap(), 0);
+        assert_eq!(cost("cost=1000").unwrap(), 1000);
+        for bad in [
+            "cost=1001",
+            "cost=-1",
+            "cost=+1",
+            "cost=",
+            "cost=1&cost=1",
+            "cost=1e2",
+        ] {
+            assert!(
+                matches!(cost(bad), Err(Error::Invalid(ref e)) if e.contains_key("cost")),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            cost("cost=x&scope=nope"),
+            Err(Error::Invalid(ref e)) if e.contains_key("scope")
+        ));
+    }
+
+    #[test]
+    fn a_prepared_answer_is_the_verification_serialized() {
+        let identity = Identity {
+            tenant: crate::tenants::Tenant {
+                id: "t".into(),
+                name: "acme".into(),
+                max_key_lifetime_days: 365,
+            },
+            user_id: "u\"1".into(),
+            roles: vec!["Administrators".into()],
+            key_id: "k".into(),
+            key_name: "na\u{e9}me \\ \"quoted\"".into(),
+            key_expires_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            key_meta: std::sync::Arc::new(
+                serde_json::json!({"plan": "gold", "n": [1, 2]})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+            scopes: vec![Scope::PublicApi, Scope::UserManagement],
+            allowed_ips: Default::default(),
+            usage: Default::default(),
+        };
+        let window = |name: &str, remaining| WindowState {
+            name: name.into(),
+            scope: crate::limiter::Scope::Key,
+            limit: 100,
+            remaining,
+            reset_ms: 1_800_000_000_500,
+            duration_ms: 1000,
+        };
+        let prepared = Prepared::of(&identity).unwrap();
+        for spent in [
+            Spent::default(),
+            Spent {
+                ratelimits: vec![window("second", 99), window("minute", 3)],
+                key_credits: Some(7),
+                user_credits: None,
+            },
+            Spent {
+                ratelimits: vec![],
+                key_credits: None,
+                user_credits: Some(0),
+            },
+        ] {
+            let whole = serde_json::to_vec(&Verification::new(&identity, &spent)).unwrap();
+            assert_eq!(prepared.body(&spent).unwrap(), whole);
+        }
+    }
+
     fn required(query: &str) -> Result<Vec<Scope>, Error> {
-        required_scopes(query).map(Iterator::collect)
+        asked(query).map(|(scopes, _)| scopes.collect())
     }
 
     #[test]
