@@ -16,6 +16,8 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use crate::config::DatabaseUrl;
 use crate::error::Error;
 
+mod statementwise;
+
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -249,11 +251,13 @@ impl diesel::deserialize::FromSql<diesel::sql_types::Timestamp, MultiBackend> fo
     }
 }
 
-/// Applies pending migrations of the connection's backend; returns how many ran.
+/// Applies pending migrations of the connection's backend; returns how many
+/// ran. On PostgreSQL one statement at a time (see [`statementwise`]: Citus
+/// refuses some DDL sent as part of a longer text).
 pub fn migrate(conn: &mut DbConnection) -> Result<usize, Error> {
     let applied = match conn {
         DbConnection::Postgres(c) => c
-            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .run_pending_migrations(statementwise::Statementwise(POSTGRES_MIGRATIONS))
             .map(|v| v.len()),
         DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
     };
