@@ -16,6 +16,8 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use crate::config::DatabaseUrl;
 use crate::error::Error;
 
+mod statementwise;
+
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -249,11 +251,13 @@ impl diesel::deserialize::FromSql<diesel::sql_types::Timestamp, MultiBackend> fo
     }
 }
 
-/// Applies pending migrations of the connection's backend; returns how many ran.
+/// Applies pending migrations of the connection's backend; returns how many
+/// ran. On PostgreSQL one statement at a time (see [`statementwise`]: Citus
+/// refuses some DDL sent as part of a longer text).
 pub fn migrate(conn: &mut DbConnection) -> Result<usize, Error> {
     let applied = match conn {
         DbConnection::Postgres(c) => c
-            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .run_pending_migrations(statementwise::Statementwise(POSTGRES_MIGRATIONS))
             .map(|v| v.len()),
         DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
     };
@@ -392,14 +396,40 @@ const SIGNAL_TRIGGERS: [(&str, &str); 9] = [
 
 /// Drops the change signal's triggers, as distributing on Citus must
 /// ([`SIGNAL_TRIGGERS`]); keyward's own writes still signal themselves. Also
-/// how the tests play a Citus database on plain PostgreSQL.
+/// how the tests play a Citus database on plain PostgreSQL. Only those that
+/// exist ([`signal_triggers`]): Citus refuses every trigger command on a
+/// distributed or reference table, `DROP TRIGGER IF EXISTS` of one that is
+/// not there included, and `migrate --citus` must run again after an upgrade.
 pub fn drop_signal_triggers(conn: &mut DbConnection) -> Result<(), Error> {
-    if let DbConnection::Postgres(pg) = conn {
-        for (table, trigger) in SIGNAL_TRIGGERS {
-            pg.batch_execute(&format!("DROP TRIGGER IF EXISTS {trigger} ON {table}"))?;
-        }
+    for (table, trigger) in signal_triggers(conn)? {
+        conn.batch_execute(&format!("DROP TRIGGER {trigger} ON {table}"))?;
     }
     Ok(())
+}
+
+/// The change signal's triggers that exist, as `(table, trigger)`; none on
+/// SQLite, whose triggers are its own and stay.
+pub fn signal_triggers(
+    conn: &mut DbConnection,
+) -> Result<Vec<(&'static str, &'static str)>, Error> {
+    let DbConnection::Postgres(pg) = conn else {
+        return Ok(Vec::new());
+    };
+    let mut present = Vec::new();
+    for (table, trigger) in SIGNAL_TRIGGERS {
+        let found = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_trigger \
+             WHERE tgrelid = to_regclass($1) AND tgname = $2) AS found",
+        )
+        .bind::<diesel::sql_types::Text, _>(table)
+        .bind::<diesel::sql_types::Text, _>(trigger)
+        .get_result::<Found>(pg)?
+        .found;
+        if found {
+            present.push((table, trigger));
+        }
+    }
+    Ok(present)
 }
 
 /// On a PostgreSQL database with the `citus` extension, makes `tenants` a

@@ -481,33 +481,56 @@ pub fn app(
 /// Runs on a pooled connection, off the async executor. Ends when the state is gone.
 fn analytics_loop(state: &std::sync::Weak<AppState>) {
     let mut last_rollup: Option<std::time::Instant> = None;
-    let mut warned = false;
+    // Each warns once until it works again: the flush (whose counts wait in
+    // memory) and the roll-up (which the next run redoes) fail apart.
+    let mut flush_warned = false;
+    let mut rollup_warned = false;
     loop {
         std::thread::sleep(analytics::FLUSH_EVERY);
         let Some(state) = state.upgrade() else {
             return;
         };
         let rollup_due = last_rollup.is_none_or(|at| at.elapsed() >= analytics::ROLLUP_EVERY);
-        let result = state.pool.get().map_err(Error::from).and_then(|mut conn| {
-            state.tally.flush(&mut conn)?;
-            if rollup_due {
-                last_rollup = Some(std::time::Instant::now());
-                analytics::roll_up(&mut conn, state.clock.now())?;
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) if warned => {
-                log::info!("usage counts written again");
-                warned = false;
-            }
-            Ok(()) => {}
+        let mut conn = match state.pool.get() {
+            Ok(conn) => conn,
             Err(e) => {
-                if !warned {
+                if !flush_warned {
                     log::warn!("could not write usage counts (kept for the next try): {e}");
-                    warned = true;
+                    flush_warned = true;
                 }
+                continue;
             }
+        };
+        match state.tally.flush(&mut conn) {
+            Ok(_) if flush_warned => {
+                log::info!("usage counts written again");
+                flush_warned = false;
+            }
+            Ok(_) => {}
+            Err(e) if !flush_warned => {
+                log::warn!("could not write usage counts (kept for the next try): {e}");
+                flush_warned = true;
+            }
+            Err(_) => {}
+        }
+        if !rollup_due {
+            continue;
+        }
+        last_rollup = Some(std::time::Instant::now());
+        match analytics::roll_up(&mut conn, state.clock.now()) {
+            Ok(_) if rollup_warned => {
+                log::info!("usage roll-up done again");
+                rollup_warned = false;
+            }
+            Ok(_) => {}
+            Err(e) if !rollup_warned => {
+                log::warn!(
+                    "could not roll up or prune usage counts (the next run redoes it; \
+                     readers sum the minutes meanwhile): {e}"
+                );
+                rollup_warned = true;
+            }
+            Err(_) => {}
         }
     }
 }
@@ -526,18 +549,29 @@ fn leases_loop(state: &std::sync::Weak<AppState>) {
         if unused.is_empty() && !prune {
             continue;
         }
-        let result = state.pool.get().map_err(Error::from).and_then(|mut conn| {
-            limiter::restore(&mut conn, &unused)?;
-            if prune {
-                pruned = std::time::Instant::now();
-                // A window is kept a minute past its end: an instance whose
-                // clock lags may still reserve from it.
-                limiter::store::prune_windows(&mut conn, now_ms - 60_000)?;
+        let mut conn = match state.pool.get() {
+            Ok(conn) => conn,
+            Err(e) => {
+                if !unused.is_empty() {
+                    log::warn!(
+                        "could not give back unused leases (they are lost, never spent twice): {e}"
+                    );
+                }
+                continue;
             }
-            Ok(())
-        });
-        if let Err(e) = result {
+        };
+        if let Err(e) = limiter::restore(&mut conn, &unused) {
             log::warn!("could not give back unused leases (they are lost, never spent twice): {e}");
+        }
+        if prune {
+            pruned = std::time::Instant::now();
+            // A window is kept a minute past its end: an instance whose
+            // clock lags may still reserve from it.
+            if let Err(e) = limiter::store::prune_windows(&mut conn, now_ms - 60_000) {
+                log::warn!(
+                    "could not prune ended rate-limit windows (tried again in a minute): {e}"
+                );
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //! writes the queue in one transaction. `last_used_on` is therefore accurate
 //! to about a minute, as the contract allows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -22,8 +22,12 @@ pub const WRITE_EVERY: TimeDelta = TimeDelta::seconds(60);
 
 #[derive(Debug, Default)]
 struct Ledger {
-    /// key id -> (tenant id, last use) waiting to be written.
-    pending: HashMap<String, (String, DateTime<Utc>)>,
+    /// (tenant id, key id) -> last use, waiting to be written. Ordered: every
+    /// instance's flush updates the rows it shares with another's in the same
+    /// order, so two flushes wait for each other instead of deadlocking (a
+    /// hash map's order differs between processes; on Citus the deadlock
+    /// spanned workers and held the keys' rows for its detection's 2 s).
+    pending: BTreeMap<(String, String), DateTime<Utc>>,
     /// key id -> when its use was last queued; younger than WRITE_EVERY.
     queued_at: HashMap<String, DateTime<Utc>>,
 }
@@ -47,7 +51,7 @@ impl UsageRecorder {
         ledger.queued_at.insert(key_id.to_owned(), now);
         ledger
             .pending
-            .insert(key_id.to_owned(), (tenant_id.to_owned(), now));
+            .insert((tenant_id.to_owned(), key_id.to_owned()), now);
     }
 
     /// Writes the queued uses; returns how many keys were updated.
@@ -61,7 +65,7 @@ impl UsageRecorder {
             return Ok(0);
         }
         let written = crate::db::write_transaction(conn, |conn| {
-            for (key_id, (tenant_id, at)) in &batch {
+            for ((tenant_id, key_id), at) in &batch {
                 let at = at.naive_utc();
                 diesel::update(
                     api_keys::table
@@ -84,8 +88,8 @@ impl UsageRecorder {
         if written.is_err() {
             // Keep the uses for the next flush rather than lose them.
             let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-            for (key_id, entry) in batch {
-                ledger.pending.entry(key_id).or_insert(entry);
+            for (key, at) in batch {
+                ledger.pending.entry(key).or_insert(at);
             }
         }
         written
@@ -107,10 +111,13 @@ mod tests {
         {
             let ledger = recorder.ledger.lock().unwrap();
             assert_eq!(ledger.pending.len(), 2);
-            assert_eq!(ledger.pending["k"].1, t0);
+            assert_eq!(ledger.pending[&("t".into(), "k".into())], t0);
         }
         recorder.record("t", "k", t0 + TimeDelta::seconds(61));
         let ledger = recorder.ledger.lock().unwrap();
-        assert_eq!(ledger.pending["k"].1, t0 + TimeDelta::seconds(61));
+        assert_eq!(
+            ledger.pending[&("t".into(), "k".into())],
+            t0 + TimeDelta::seconds(61)
+        );
     }
 }

@@ -290,6 +290,17 @@ async fn without_triggers_keywards_own_writes_signal_themselves_postgres() {
     let Some(app) = TestApp::postgres() else {
         return skip_postgres();
     };
+    assert_eq!(
+        keyward::db::signal_triggers(&mut app.conn()).unwrap().len(),
+        9
+    );
+    keyward::db::drop_signal_triggers(&mut app.conn()).unwrap();
+    // Dropped: a second run (`migrate --citus` after an upgrade) has none to
+    // drop, and sends no trigger command, which Citus would refuse.
+    assert_eq!(
+        keyward::db::signal_triggers(&mut app.conn()).unwrap(),
+        vec![]
+    );
     keyward::db::drop_signal_triggers(&mut app.conn()).unwrap();
     let w = World::new(&app);
     let b = instance_b(&app);

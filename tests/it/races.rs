@@ -243,3 +243,39 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    async fn two_instances_write_last_used_times_without_deadlock(app: &TestApp) {
+        // Two instances queue the uses of the same keys and flush at the same
+        // moment, each in one transaction: they must update the rows they share
+        // in one order, else each holds a row the other waits for.
+        use keyward::usage::UsageRecorder;
+        let w = World::new(app);
+        let keys: Vec<_> = (0..60).map(|_| app.key(&w.acme, &w.alice, KEY_MANAGER).0).collect();
+        for round in 1..=ROUNDS as i64 {
+            let at = app.now() + chrono::TimeDelta::seconds(61 * round);
+            let recorders = [UsageRecorder::default(), UsageRecorder::default()];
+            for recorder in &recorders {
+                for key in &keys {
+                    recorder.record(&w.acme.id, &key.id, at);
+                }
+            }
+            let start = std::sync::Barrier::new(recorders.len());
+            let flushed: Vec<_> = std::thread::scope(|s| {
+                let flushes: Vec<_> = recorders
+                    .iter()
+                    .map(|recorder| {
+                        let start = &start;
+                        s.spawn(move || {
+                            let mut conn = app.conn();
+                            start.wait();
+                            recorder.flush(&mut conn, at).map_err(|e| e.to_string())
+                        })
+                    })
+                    .collect();
+                flushes.into_iter().map(|f| f.join().unwrap()).collect()
+            });
+            assert_eq!(flushed, vec![Ok(keys.len()), Ok(keys.len())], "round {round}");
+        }
+    }
+}
