@@ -153,7 +153,23 @@ pub struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
     pub fn parse(query: &str) -> Self {
-        Self(serde_urlencoded::from_str(query).unwrap_or_default())
+        if query.bytes().any(|b| b == b'%' || b == b'+') {
+            return Self(
+                form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .collect(),
+            );
+        }
+        // Nothing to decode (nearly always): the pairs as they stand, split
+        // as `form_urlencoded` splits them.
+        let pairs = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (name.to_owned(), value.to_owned())
+            });
+        Self(pairs.collect())
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -189,6 +205,25 @@ mod tests {
         assert!(is_json("application/problem+json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+
+    #[test]
+    fn queries_without_escapes_split_as_form_urlencoded_splits_them() {
+        for query in [
+            "",
+            "a=1",
+            "a=1&&b=2&",
+            "&a",
+            "a==b&c=",
+            "UserId=0193a5a1-7c2e-7d40-9b1e-3f6a2c8d9e01&take=5",
+            "a=%41+b&c=d",
+            "caf\u{e9}=th\u{e9}",
+        ] {
+            let decoded: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            assert_eq!(QueryParams::parse(query).0, decoded, "{query}");
+        }
     }
 
     #[test]

@@ -19,12 +19,14 @@ use crate::error::{Error, FieldErrors};
 use crate::paging::{Page, TAKE_RANGE};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // First: routes are tried in order, and every pattern with a parameter
-    // tried before the hottest path would cost it a regular expression.
+    // Routes are tried in order, and each pattern with a parameter tried
+    // before a request's route costs it a regular expression: the two hot
+    // paths (`/v1/auth`, then the listing) come before any.
     verify::configure(cfg);
     keys::configure(cfg);
     users::configure(cfg);
     audit::configure(cfg);
+    verify::configure_below(cfg);
     usage::configure(cfg);
     webhooks::configure(cfg);
 }

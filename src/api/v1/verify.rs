@@ -60,15 +60,23 @@ const CHALLENGE: HeaderValue = HeaderValue::from_static("Bearer realm=\"keyward\
 pub const SCOPE_UNKNOWN: &str =
     "Each scope must be one of: public_api, user_key_management, user_management.";
 
+/// `/v1/auth` itself.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for pattern in ["/v1/auth", "/v1/auth/{path:.*}"] {
-        let resource = METHODS
-            .iter()
-            .fold(crate::api::resource(pattern), |resource, m| {
-                resource.route(web::method(m.clone()).to(verify))
-            });
-        cfg.service(resource.default_service(web::to(method_not_allowed)));
-    }
+    cfg.service(resource("/v1/auth"));
+}
+
+/// Any path below `/v1/auth`: a pattern, so registered after the hot paths.
+pub fn configure_below(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/v1/auth/{path:.*}"));
+}
+
+fn resource(pattern: &'static str) -> actix_web::Resource {
+    METHODS
+        .iter()
+        .fold(crate::api::resource(pattern), |resource, m| {
+            resource.route(web::method(m.clone()).to(verify))
+        })
+        .default_service(web::to(method_not_allowed))
 }
 
 /// Whether `path` (as received, before normalization) is answered by [`verify`].
