@@ -432,6 +432,104 @@ pub fn signal_triggers(
     Ok(present)
 }
 
+/// How a table of [`CITUS_LAYOUT`] stands on Citus, from `pg_dist_partition`.
+#[derive(QueryableByName, Debug, Clone, Copy, PartialEq, Eq)]
+struct Placement {
+    /// Hash-distributed (`partmethod = 'h'`).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    hashed: bool,
+    /// A reference table (`partmethod = 'n'` with replication model `t`).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    reference: bool,
+}
+
+impl Placement {
+    /// Whether the table stands as [`CITUS_LAYOUT`] says: a reference table
+    /// when it names no table to co-locate with, else hash-distributed.
+    fn as_laid_out(self, colocate_with: Option<&str>) -> bool {
+        match colocate_with {
+            None => self.reference,
+            Some(_) => self.hashed,
+        }
+    }
+}
+
+/// Whether the `citus` extension is installed in the database.
+fn citus_installed(pg: &mut PgConnection) -> Result<bool, Error> {
+    Ok(diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS found",
+    )
+    .get_result::<Found>(pg)?
+    .found)
+}
+
+/// The placement of each table of [`CITUS_LAYOUT`], in its order: one query
+/// of Citus's catalog (so only where the extension is installed).
+fn placements(pg: &mut PgConnection) -> Result<Vec<Placement>, Error> {
+    let tables: Vec<&str> = CITUS_LAYOUT.iter().map(|(table, _)| *table).collect();
+    let found = diesel::sql_query(
+        "SELECT COALESCE(p.partmethod = 'h', false) AS hashed, \
+         COALESCE(p.partmethod = 'n' AND p.repmodel = 't', false) AS reference \
+         FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n) \
+         LEFT JOIN pg_dist_partition p ON p.logicalrelid = to_regclass(t.name) \
+         ORDER BY t.n",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(tables)
+    .load::<Placement>(pg)?;
+    if found.len() != CITUS_LAYOUT.len() {
+        return Err(Error::Internal(format!(
+            "pg_dist_partition answered for {} tables of {}",
+            found.len(),
+            CITUS_LAYOUT.len()
+        )));
+    }
+    Ok(found)
+}
+
+/// The tables of [`CITUS_LAYOUT`] not laid out as it says, given each one's
+/// placement in its order, once at least one of them is (the operator chose
+/// Citus); none while none is (plain PostgreSQL with the extension merely
+/// installed, or not distributed yet).
+fn lagging(placements: &[Placement]) -> Vec<&'static str> {
+    let chosen = placements.iter().any(|p| p.hashed || p.reference);
+    CITUS_LAYOUT
+        .iter()
+        .zip(placements)
+        .filter(|((_, with), placement)| chosen && !placement.as_laid_out(*with))
+        .map(|((table, _), _)| *table)
+        .collect()
+}
+
+/// The tables `keyward migrate --citus` would still distribute (or make a
+/// reference table) in a database where it already ran, as after an upgrade
+/// whose migrations added tables: see [`lagging`]. Nothing to ask on SQLite,
+/// and on PostgreSQL without the `citus` extension only `pg_extension`.
+pub fn citus_lagging(conn: &mut DbConnection) -> Result<Vec<&'static str>, Error> {
+    let DbConnection::Postgres(pg) = conn else {
+        return Ok(Vec::new());
+    };
+    if !citus_installed(pg)? {
+        return Ok(Vec::new());
+    }
+    Ok(lagging(&placements(pg)?))
+}
+
+/// At start (`serve`, `migrate`): one warning when the database is
+/// distributed on Citus but some of keyward's tables are not yet
+/// ([`citus_lagging`]); a failed check is a warning too, never a reason not
+/// to start.
+pub fn warn_if_citus_lagging(conn: &mut DbConnection) {
+    match citus_lagging(conn) {
+        Ok(tables) if tables.is_empty() => {}
+        Ok(tables) => log::warn!(
+            "keyward's tables are distributed on Citus here, but not {} (a table an upgrade \
+             adds stays on the coordinator): run `keyward migrate --citus`",
+            tables.join(", ")
+        ),
+        Err(e) => log::warn!("could not check how the tables are distributed on Citus: {e}"),
+    }
+}
+
 /// On a PostgreSQL database with the `citus` extension, makes `tenants` a
 /// reference table and the tenant tables distributed by `tenant_id`,
 /// co-located with `users` (so a tenant's rows, and every query filtered by
@@ -439,18 +537,14 @@ pub fn signal_triggers(
 /// again changes nothing; without the extension nothing is touched at all.
 /// SQLite has no such thing: an error, so a misdirected URL is noticed.
 pub fn distribute_for_citus(conn: &mut DbConnection) -> Result<CitusReport, Error> {
-    use diesel::sql_types::{Nullable, Text};
+    use diesel::sql_types::Text;
 
     let DbConnection::Postgres(pg) = conn else {
         return Err(Error::Config(
             "--citus needs a PostgreSQL database (KEYWARD_DATABASE_URL=postgres://...)".into(),
         ));
     };
-    let citus = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS found",
-    )
-    .get_result::<Found>(pg)?
-    .found;
+    let citus = citus_installed(pg)?;
     let mut report = CitusReport {
         citus,
         distributed: Vec::new(),
@@ -465,19 +559,9 @@ pub fn distribute_for_citus(conn: &mut DbConnection) -> Result<CitusReport, Erro
     let DbConnection::Postgres(pg) = conn else {
         return Ok(report);
     };
-    for (table, colocate_with) in CITUS_LAYOUT {
-        // `h`: hash-distributed; `n` with replication model `t`: a reference table.
-        let done = diesel::sql_query(
-            "SELECT EXISTS (SELECT 1 FROM pg_dist_partition \
-             WHERE logicalrelid = to_regclass($1) \
-             AND CASE WHEN $2::text IS NULL THEN partmethod = 'n' AND repmodel = 't' \
-             ELSE partmethod = 'h' END) AS found",
-        )
-        .bind::<Text, _>(table)
-        .bind::<Nullable<Text>, _>(colocate_with)
-        .get_result::<Found>(pg)?
-        .found;
-        if done {
+    let placed = placements(pg)?;
+    for ((table, colocate_with), placement) in CITUS_LAYOUT.into_iter().zip(placed) {
+        if placement.as_laid_out(colocate_with) {
             continue;
         }
         match colocate_with {
@@ -953,5 +1037,57 @@ mod stamp_tests {
         ] {
             assert_eq!(Stamp::parse(text), None, "{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod citus_tests {
+    use super::{lagging, Placement, CITUS_LAYOUT};
+
+    const PLAIN: Placement = Placement {
+        hashed: false,
+        reference: false,
+    };
+
+    /// Each table of the layout placed as `migrate --citus` leaves it.
+    fn distributed() -> Vec<Placement> {
+        CITUS_LAYOUT
+            .iter()
+            .map(|(_, with)| Placement {
+                hashed: with.is_some(),
+                reference: with.is_none(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nothing_lags_before_citus_is_chosen_nor_once_all_is_done() {
+        assert_eq!(lagging(&[PLAIN; CITUS_LAYOUT.len()]), Vec::<&str>::new());
+        assert_eq!(lagging(&distributed()), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn tables_left_on_the_coordinator_or_placed_otherwise_lag() {
+        let table = |name: &str| CITUS_LAYOUT.iter().position(|(t, _)| *t == name).unwrap();
+        // After an upgrade: two new tables, still plain.
+        let mut placed = distributed();
+        placed[table("rate_windows")] = PLAIN;
+        placed[table("usage_rollups")] = PLAIN;
+        assert_eq!(lagging(&placed), ["usage_rollups", "rate_windows"]);
+        // tenants distributed instead of a reference table, users a reference table.
+        let mut placed = distributed();
+        placed[table("tenants")] = Placement {
+            hashed: true,
+            reference: false,
+        };
+        placed[table("users")] = Placement {
+            hashed: false,
+            reference: true,
+        };
+        assert_eq!(lagging(&placed), ["tenants", "users"]);
+        // Only tenants done (an interrupted first run): everything else lags.
+        let mut placed = vec![PLAIN; CITUS_LAYOUT.len()];
+        placed[0] = distributed()[0];
+        assert_eq!(lagging(&placed).len(), CITUS_LAYOUT.len() - 1);
     }
 }

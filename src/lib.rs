@@ -319,10 +319,12 @@ impl AppState {
     /// for a local change or [`WEBHOOK_POLL`] (one indexed query when idle,
     /// whatever the number of tenants); sweeps for expiry notices every
     /// [`EXPIRY_SWEEP`] and prunes the delivery log every [`WEBHOOK_PRUNE`]
-    /// (first at start). Runs until aborted.
+    /// (first at start). A round that fails (the database refusing its poll,
+    /// say) is warned of once, until one works again. Runs until aborted.
     pub async fn run_webhooks(self: Arc<Self>, client: webhooks::client::Client) {
         let mut swept: Option<std::time::Instant> = None;
         let mut pruned: Option<std::time::Instant> = None;
+        let mut warned = false;
         loop {
             if pruned.is_none_or(|at| at.elapsed() >= WEBHOOK_PRUNE) {
                 pruned = Some(std::time::Instant::now());
@@ -343,10 +345,21 @@ impl AppState {
                     log::warn!("webhooks: expiry sweep failed: {e}");
                 }
             }
-            match self.send_webhooks(&client).await {
-                Ok(0) => {}
-                Ok(_) => continue,
-                Err(e) => log::warn!("webhooks: sending failed: {e}"),
+            let sent = self.send_webhooks(&client).await;
+            match &sent {
+                Ok(_) if warned => {
+                    log::info!("webhooks: sending works again");
+                    warned = false;
+                }
+                Ok(_) => {}
+                Err(e) if !warned => {
+                    log::warn!("webhooks: sending failed (trying again at each poll): {e}");
+                    warned = true;
+                }
+                Err(_) => {}
+            }
+            if matches!(sent, Ok(n) if n > 0) {
+                continue;
             }
             let _ = actix_web::rt::time::timeout(WEBHOOK_POLL, self.webhooks.wake.notified()).await;
         }

@@ -302,7 +302,10 @@ fn run(cli: Cli, settings: Settings) -> Result<Option<Value>, Error> {
     let output = match command {
         Command::Serve | Command::Backup { .. } => unreachable!("handled above"),
         // `connect` has already applied them.
-        Command::Migrate { citus: false } => json!({ "migrated": true }),
+        Command::Migrate { citus: false } => {
+            db::warn_if_citus_lagging(&mut conn);
+            json!({ "migrated": true })
+        }
         Command::Migrate { citus: true } => {
             let report = db::distribute_for_citus(&mut conn)?;
             if !report.citus {
@@ -522,6 +525,7 @@ fn bootstrap(
 fn serve(settings: Settings) -> Result<(), Error> {
     let url = DatabaseUrl::parse(&settings.database_url)?;
     let pool = db::connect(&url, settings.pool_size)?;
+    db::warn_if_citus_lagging(&mut *pool.get()?);
     let bind = settings.bind.clone();
     let state = web::Data::new(AppState::new(pool, settings, Arc::new(SystemClock)));
     state.clone().into_inner().watch_changes()?;
