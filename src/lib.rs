@@ -324,7 +324,7 @@ impl AppState {
     pub async fn run_webhooks(self: Arc<Self>, client: webhooks::client::Client) {
         let mut swept: Option<std::time::Instant> = None;
         let mut pruned: Option<std::time::Instant> = None;
-        let mut warned = false;
+        let mut sending = Streak::default();
         loop {
             if pruned.is_none_or(|at| at.elapsed() >= WEBHOOK_PRUNE) {
                 pruned = Some(std::time::Instant::now());
@@ -346,18 +346,11 @@ impl AppState {
                 }
             }
             let sent = self.send_webhooks(&client).await;
-            match &sent {
-                Ok(_) if warned => {
-                    log::info!("webhooks: sending works again");
-                    warned = false;
-                }
-                Ok(_) => {}
-                Err(e) if !warned => {
-                    log::warn!("webhooks: sending failed (trying again at each poll): {e}");
-                    warned = true;
-                }
-                Err(_) => {}
-            }
+            sending.note(
+                &sent,
+                "webhooks: sending failed (trying again at each poll)",
+                "webhooks: sending works again",
+            );
             if matches!(sent, Ok(n) if n > 0) {
                 continue;
             }
@@ -489,6 +482,24 @@ pub fn app(
         .wrap(middleware::from_fn(api::cors::middleware))
 }
 
+/// A background job's failures, told once per streak: the first failure as
+/// a warning (`failed: error`), the first success after it as news.
+#[derive(Debug, Default)]
+struct Streak {
+    failing: bool,
+}
+
+impl Streak {
+    fn note<T, E: std::fmt::Display>(&mut self, result: &Result<T, E>, failed: &str, works: &str) {
+        match (result, self.failing) {
+            (Err(e), false) => log::warn!("{failed}: {e}"),
+            (Ok(_), true) => log::info!("{works}"),
+            _ => return,
+        }
+        self.failing = result.is_err();
+    }
+}
+
 /// The usage counter's thread: flush the tally every
 /// [`analytics::FLUSH_EVERY`], try the roll-up every [`analytics::ROLLUP_EVERY`].
 /// Runs on a pooled connection, off the async executor. Ends when the state is gone.
@@ -496,8 +507,9 @@ fn analytics_loop(state: &std::sync::Weak<AppState>) {
     let mut last_rollup: Option<std::time::Instant> = None;
     // Each warns once until it works again: the flush (whose counts wait in
     // memory) and the roll-up (which the next run redoes) fail apart.
-    let mut flush_warned = false;
-    let mut rollup_warned = false;
+    let mut flush = Streak::default();
+    let mut rollup = Streak::default();
+    const FLUSH_FAILED: &str = "could not write usage counts (kept for the next try)";
     loop {
         std::thread::sleep(analytics::FLUSH_EVERY);
         let Some(state) = state.upgrade() else {
@@ -507,44 +519,22 @@ fn analytics_loop(state: &std::sync::Weak<AppState>) {
         let mut conn = match state.pool.get() {
             Ok(conn) => conn,
             Err(e) => {
-                if !flush_warned {
-                    log::warn!("could not write usage counts (kept for the next try): {e}");
-                    flush_warned = true;
-                }
+                flush.note::<(), _>(&Err(e), FLUSH_FAILED, "");
                 continue;
             }
         };
-        match state.tally.flush(&mut conn) {
-            Ok(_) if flush_warned => {
-                log::info!("usage counts written again");
-                flush_warned = false;
-            }
-            Ok(_) => {}
-            Err(e) if !flush_warned => {
-                log::warn!("could not write usage counts (kept for the next try): {e}");
-                flush_warned = true;
-            }
-            Err(_) => {}
-        }
+        let flushed = state.tally.flush(&mut conn);
+        flush.note(&flushed, FLUSH_FAILED, "usage counts written again");
         if !rollup_due {
             continue;
         }
         last_rollup = Some(std::time::Instant::now());
-        match analytics::roll_up(&mut conn, state.clock.now()) {
-            Ok(_) if rollup_warned => {
-                log::info!("usage roll-up done again");
-                rollup_warned = false;
-            }
-            Ok(_) => {}
-            Err(e) if !rollup_warned => {
-                log::warn!(
-                    "could not roll up or prune usage counts (the next run redoes it; \
-                     readers sum the minutes meanwhile): {e}"
-                );
-                rollup_warned = true;
-            }
-            Err(_) => {}
-        }
+        rollup.note(
+            &analytics::roll_up(&mut conn, state.clock.now()),
+            "could not roll up or prune usage counts (the next run redoes it; \
+             readers sum the minutes meanwhile)",
+            "usage roll-up done again",
+        );
     }
 }
 
@@ -594,7 +584,8 @@ fn leases_loop(state: &std::sync::Weak<AppState>) {
 /// it also prunes the change signal ([`db::prune_changes`]).
 fn changes_loop(state: &std::sync::Weak<AppState>, url: &config::DatabaseUrl) {
     let mut conn: Option<DbConnection> = None;
-    let mut warned = false;
+    let mut signal = Streak::default();
+    const LOST: &str = "change signal lost, reading the database on every request";
     // (when, the horizon then): pruning goes below a horizon a minute old.
     let mut pruned = (std::time::Instant::now(), None::<i64>);
     while let Some(state) = state.upgrade() {
@@ -615,10 +606,7 @@ fn changes_loop(state: &std::sync::Weak<AppState>, url: &config::DatabaseUrl) {
                     }
                 }
                 state.changes.applied(mark);
-                if warned {
-                    log::info!("change signal restored");
-                    warned = false;
-                }
+                signal.note::<(), Error>(&Ok(()), LOST, "change signal restored");
                 if pruned.0.elapsed() >= PRUNE_EVERY {
                     if let Some(horizon) = pruned.1 {
                         let before =
@@ -633,10 +621,7 @@ fn changes_loop(state: &std::sync::Weak<AppState>, url: &config::DatabaseUrl) {
             Err(e) => {
                 state.changes.lost();
                 conn = None;
-                if !warned {
-                    log::warn!("change signal lost, reading the database on every request: {e}");
-                    warned = true;
-                }
+                signal.note::<(), _>(&Err(e), LOST, "");
             }
         }
         drop(state);
