@@ -200,7 +200,19 @@ impl AppState {
             let grants = self.db(move |conn| limiter::reserve(conn, &asked)).await?;
             match self.limiter.add_and_spend(plan, cost, &needs, &grants) {
                 Ok(spent) => return Ok(Ok(spent)),
-                Err(Some(index)) => return Ok(Err(self.limiter.exhausted(plan, index, now_ms))),
+                Err(Some(index)) => {
+                    let unused = self.limiter.take_back(&needs, &grants);
+                    if !unused.is_empty() {
+                        let restored = self.db(move |conn| limiter::restore(conn, &unused)).await;
+                        if let Err(e) = restored {
+                            // Lost, not spent: it was reserved, never spent twice.
+                            log::warn!(
+                                "could not give back a refused verification's reservations: {e}"
+                            );
+                        }
+                    }
+                    return Ok(Err(self.limiter.exhausted(plan, index, now_ms)));
+                }
                 Err(None) => continue,
             }
         }

@@ -376,6 +376,33 @@ impl Limiter {
         spend_locked(&mut leases, plan, cost, now_ms).map_err(|_| None)
     }
 
+    /// Takes from the leases what `grants` (the reservations made for
+    /// `needs`) added to them, to give back to the store at once: a refused
+    /// verification holds nothing it reserved (all or nothing, API.md
+    /// section 9), so a read right after sees every counter as it was.
+    pub fn take_back(&self, needs: &[Need], grants: &[store::Grant]) -> Vec<Unused> {
+        let mut leases = lock(&self.leases);
+        let mut unused = Vec::new();
+        for (need, grant) in needs.iter().zip(grants) {
+            let Some(lease) = leases.get_mut(&*need.key) else {
+                continue;
+            };
+            let back = grant.granted.min(lease.held);
+            if lease.period != need.key.period(need.now_ms) || back <= 0 {
+                continue;
+            }
+            lease.held -= back;
+            // Its level no longer counts what went back: read it again.
+            lease.known = false;
+            unused.push(Unused {
+                key: Arc::clone(&need.key),
+                store_period: grant.period,
+                held: back,
+            });
+        }
+        unused
+    }
+
     /// Why counter `index` of `plan` refuses at `now_ms`.
     pub fn exhausted(&self, plan: &Plan, index: usize, now_ms: i64) -> Exhausted {
         let Some(counter) = plan.counters.get(index) else {

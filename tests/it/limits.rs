@@ -171,6 +171,22 @@ both_backends! {
         assert_eq!(app.send(verify("", &key)).await.status, 200);
     }
 
+    async fn a_refused_verification_holds_nothing_a_read_right_after_would_see(app: &TestApp) {
+        let w = World::new(app);
+        let (id, key) = key_with(app, &w, json!({
+            "ratelimits": [{"name": "burst", "limit": 1, "duration_ms": 60000}],
+            "credits": {"remaining": 10}})).await;
+        assert_eq!(app.send(verify("", &key)).await.status, 200);
+        for _ in 0..3 {
+            // Refused by the window after the credits were reserved for it:
+            // they go back at once, not when the lease idles.
+            let refused = app.send(verify("?cost=2", &key)).await;
+            assert_eq!(refused.status, 429, "{}", refused.text);
+            let got = app.get(&format!("{KEYS}/{id}"), "acme", w.admin_secret()).await;
+            assert_eq!(got.body["credits"]["remaining"], 9, "{}", got.text);
+        }
+    }
+
     async fn a_monthly_refill_comes_on_its_day_and_retry_after_says_when(app: &TestApp) {
         let w = World::new(app);
         // Noon on 2026-06-15; refills on the 16th of each month.
