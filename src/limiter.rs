@@ -377,13 +377,18 @@ impl Limiter {
     }
 
     /// Takes from the leases what `grants` (the reservations made for
-    /// `needs`) added to them, to give back to the store at once: a refused
-    /// verification holds nothing it reserved (all or nothing, API.md
-    /// section 9), so a read right after sees every counter as it was.
+    /// `needs`) added to them for this verification alone, to give back to
+    /// the store at once: a refused verification holds nothing it reserved
+    /// (all or nothing, API.md section 9), so a read right after sees every
+    /// counter as it was. A lease reserved ahead because verifications queue
+    /// (`want` above `needed`) is kept for them, as any lease.
     pub fn take_back(&self, needs: &[Need], grants: &[store::Grant]) -> Vec<Unused> {
         let mut leases = lock(&self.leases);
         let mut unused = Vec::new();
         for (need, grant) in needs.iter().zip(grants) {
+            if need.want > need.needed {
+                continue;
+            }
             let Some(lease) = leases.get_mut(&*need.key) else {
                 continue;
             };
