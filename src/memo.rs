@@ -109,15 +109,16 @@ impl<T> Rendered<T> {
         prepare: impl FnOnce(&T) -> Result<R, E>,
     ) -> Result<Arc<R>, E> {
         let mut renderings = self.renderings.lock().unwrap_or_else(|e| e.into_inner());
-        let made = renderings
-            .iter()
-            .find(|(made, _)| *made == name)
-            .and_then(|(_, made)| Arc::clone(made).downcast::<R>().ok());
-        if let Some(made) = made {
+        let at = renderings.iter().position(|(made, _)| *made == name);
+        if let Some(made) = at.and_then(|i| Arc::clone(&renderings[i].1).downcast::<R>().ok()) {
             return Ok(made);
         }
         let made = Arc::new(prepare(&self.value)?);
-        renderings.push((name, made.clone()));
+        // One per name: a name asked for as another type replaces it.
+        match at {
+            Some(i) => renderings[i].1 = made.clone(),
+            None => renderings.push((name, made.clone())),
+        }
         Ok(made)
     }
 }
@@ -125,6 +126,17 @@ impl<T> Rendered<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preparation_is_made_once_per_name() {
+        let rendered = Rendered::new(2);
+        let made = |n: i32| rendered.prepared("x", |v| Ok::<_, ()>(v * n)).unwrap();
+        assert_eq!(*made(3), 6);
+        assert_eq!(*made(5), 6, "kept, not made again");
+        let text = rendered.prepared("x", |v| Ok::<_, ()>(v.to_string())).unwrap();
+        assert_eq!(*text, "2");
+        assert_eq!(rendered.renderings.lock().unwrap().len(), 1);
+    }
 
     #[test]
     fn each_rendering_is_made_once_and_a_failed_one_is_not_kept() {
