@@ -133,7 +133,9 @@ mod tests {
         let made = |n: i32| rendered.prepared("x", |v| Ok::<_, ()>(v * n)).unwrap();
         assert_eq!(*made(3), 6);
         assert_eq!(*made(5), 6, "kept, not made again");
-        let text = rendered.prepared("x", |v| Ok::<_, ()>(v.to_string())).unwrap();
+        let text = rendered
+            .prepared("x", |v| Ok::<_, ()>(v.to_string()))
+            .unwrap();
         assert_eq!(*text, "2");
         assert_eq!(rendered.renderings.lock().unwrap().len(), 1);
     }
