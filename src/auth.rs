@@ -319,13 +319,17 @@ pub struct Verifying(pub Caller);
 
 impl FromRequest for Verifying {
     type Error = Error;
-    type Future = LocalBoxFuture<'static, Result<Self, Error>>;
+    type Future = futures_util::future::MapOk<
+        LocalBoxFuture<'static, Result<Caller, Error>>,
+        fn(Caller) -> Verifying,
+    >;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let caller = authenticate_with(req, Address::Later, |state| {
+        use futures_util::TryFutureExt;
+        authenticate_with(req, Address::Later, |state| {
             Credentials::from_headers(req.headers(), state.settings.pinned_tenant())
-        });
-        Box::pin(async move { caller.await.map(Verifying) })
+        })
+        .map_ok(Verifying as fn(Caller) -> Verifying)
     }
 }
 

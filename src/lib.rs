@@ -484,6 +484,7 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let cors = !state.settings.cors_origins.is_empty();
     App::new()
         .app_data(state)
         .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
@@ -491,7 +492,12 @@ pub fn app(
         .default_service(web::to(api::not_found))
         .wrap(middleware::from_fn(api::context::middleware))
         // Outermost: a preflight is answered before anything else runs.
-        .wrap(middleware::from_fn(api::cors::middleware))
+        // Without allowed origins there is nothing for it to do: not even a
+        // layer on every request's path.
+        .wrap(middleware::Condition::new(
+            cors,
+            middleware::from_fn(api::cors::middleware),
+        ))
 }
 
 /// A background job's failures, told once per streak: the first failure as
