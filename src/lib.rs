@@ -509,12 +509,22 @@ struct Streak {
 
 impl Streak {
     fn note<T, E: std::fmt::Display>(&mut self, result: &Result<T, E>, failed: &str, works: &str) {
-        match (result, self.failing) {
-            (Err(e), false) => log::warn!("{failed}: {e}"),
-            (Ok(_), true) => log::info!("{works}"),
-            _ => return,
+        match result {
+            Ok(_) => self.worked(works),
+            Err(e) => self.failed(failed, e),
         }
-        self.failing = result.is_err();
+    }
+
+    fn failed(&mut self, failed: &str, error: impl std::fmt::Display) {
+        if !std::mem::replace(&mut self.failing, true) {
+            log::warn!("{failed}: {error}");
+        }
+    }
+
+    fn worked(&mut self, works: &str) {
+        if std::mem::replace(&mut self.failing, false) {
+            log::info!("{works}");
+        }
     }
 }
 
@@ -537,7 +547,7 @@ fn analytics_loop(state: &std::sync::Weak<AppState>) {
         let mut conn = match state.pool.get() {
             Ok(conn) => conn,
             Err(e) => {
-                flush.note::<(), _>(&Err(e), FLUSH_FAILED, "");
+                flush.failed(FLUSH_FAILED, e);
                 continue;
             }
         };
@@ -603,7 +613,6 @@ fn leases_loop(state: &std::sync::Weak<AppState>) {
 fn changes_loop(state: &std::sync::Weak<AppState>, url: &config::DatabaseUrl) {
     let mut conn: Option<DbConnection> = None;
     let mut signal = Streak::default();
-    const LOST: &str = "change signal lost, reading the database on every request";
     // (when, the horizon then): pruning goes below a horizon a minute old.
     let mut pruned = (std::time::Instant::now(), None::<i64>);
     while let Some(state) = state.upgrade() {
@@ -624,7 +633,7 @@ fn changes_loop(state: &std::sync::Weak<AppState>, url: &config::DatabaseUrl) {
                     }
                 }
                 state.changes.applied(mark);
-                signal.note::<(), Error>(&Ok(()), LOST, "change signal restored");
+                signal.worked("change signal restored");
                 if pruned.0.elapsed() >= PRUNE_EVERY {
                     if let Some(horizon) = pruned.1 {
                         let before =
@@ -639,7 +648,10 @@ fn changes_loop(state: &std::sync::Weak<AppState>, url: &config::DatabaseUrl) {
             Err(e) => {
                 state.changes.lost();
                 conn = None;
-                signal.note::<(), _>(&Err(e), LOST, "");
+                signal.failed(
+                    "change signal lost, reading the database on every request",
+                    e,
+                );
             }
         }
         drop(state);
