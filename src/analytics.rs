@@ -20,12 +20,13 @@
 //! - **Reading** never waits for the roll-up: buckets before a watermark come
 //!   from the coarser table, the rest from the finer ones, summed here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
+use foldhash::HashMap;
 use serde::Serialize;
 use thread_local::ThreadLocal;
 

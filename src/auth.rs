@@ -153,8 +153,8 @@ fn bearer_token(header: &str) -> Option<&str> {
 pub enum Presented {
     Missing,
     Malformed,
-    /// A well-formed secret, by its hash.
-    Hash(String),
+    /// A well-formed secret, by its digest.
+    Secret(secret::SecretDigest),
 }
 
 impl Credentials {
@@ -162,7 +162,7 @@ impl Credentials {
         match self.key.as_deref() {
             None => Presented::Missing,
             Some(key) if !secret::well_formed(key, prefix) => Presented::Malformed,
-            Some(key) => Presented::Hash(secret::hash(key)),
+            Some(key) => Presented::Secret(secret::SecretDigest::of(key)),
         }
     }
 }
@@ -195,13 +195,13 @@ pub fn authenticate(
         false => None,
     }
     .ok_or(Error::TenantUnknown)?;
-    let hash = match presented {
+    let digest = match presented {
         Presented::Missing => return Err(Error::KeyMissing.into()),
         Presented::Malformed => return Err(Error::KeyInvalid.into()),
-        Presented::Hash(hash) => hash,
+        Presented::Secret(digest) => digest,
     };
-    let credential =
-        keys::find_for_authentication(conn, &tenant.id, hash)?.ok_or(Error::KeyInvalid)?;
+    let credential = keys::find_for_authentication(conn, &tenant.id, &digest.stored())?
+        .ok_or(Error::KeyInvalid)?;
     if let Err(error) = credential.check(now) {
         return Err(Refused {
             error,
@@ -237,12 +237,17 @@ async fn authenticate_request(
     credentials: Credentials,
     now: DateTime<Utc>,
 ) -> Result<Caller, Refused> {
-    let presented = credentials.presented(&state.settings.key_prefix);
-    if let Presented::Hash(hash) = &presented {
+    let prefix = &state.settings.key_prefix;
+    // The cache first, by the digest alone: it holds only secrets that were
+    // well formed (checked below before the database is asked), and no other
+    // string has the digest of one, so a hit needs no format check.
+    let sized = (credentials.key.as_deref()).filter(|key| secret::secret_sized(key, prefix));
+    if let Some(key) = sized {
         let vouched = |read_mark| state.changes.vouches_for(read_mark);
+        let digest = secret::SecretDigest::of(key);
         if let Some(hit) = state
             .auth_cache
-            .get(&credentials.tenant, hash, now, vouched)
+            .get(&credentials.tenant, &digest, now, vouched)
         {
             return hit.at(now).map_err(|error| Refused {
                 error,
@@ -253,6 +258,7 @@ async fn authenticate_request(
             });
         }
     }
+    let presented = credentials.presented(prefix);
     // A read that an instance's refusal outranks (it began before a refusal
     // that another request read meanwhile) is made again, once: the second
     // began after that refusal.
@@ -266,7 +272,7 @@ async fn authenticate_request(
             .await
             .map_err(Refused::from)
             .and_then(|read| read);
-        let Presented::Hash(hash) = &presented else {
+        let Presented::Secret(digest) = &presented else {
             break read?;
         };
         match read {
@@ -274,7 +280,7 @@ async fn authenticate_request(
                 if matches!(refused.error, Error::KeyInvalid | Error::KeyExpired) {
                     state
                         .auth_cache
-                        .refuse(&credentials.tenant, hash, read_mark);
+                        .refuse(&credentials.tenant, digest, read_mark);
                 }
                 return Err(refused);
             }
@@ -282,13 +288,13 @@ async fn authenticate_request(
                 if attempts < 2
                     && state
                         .auth_cache
-                        .refused_since(&credentials.tenant, hash, read_mark)
+                        .refused_since(&credentials.tenant, digest, read_mark)
                 {
                     continue;
                 }
                 state.auth_cache.insert(
                     &credentials.tenant,
-                    hash,
+                    digest,
                     authenticated.clone(),
                     now,
                     generation,

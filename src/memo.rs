@@ -16,10 +16,10 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use foldhash::HashMap;
 
 use thread_local::ThreadLocal;
 

@@ -7,11 +7,12 @@
 //! writes the queue in one transaction. `last_used_on` is therefore accurate
 //! to about a minute, as the contract allows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
+use foldhash::HashMap;
 
 use crate::db::DbConnection;
 use crate::error::Error;

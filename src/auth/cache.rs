@@ -21,13 +21,14 @@
 //! - At most [`CAPACITY`] entries: past it, expired ones are swept, and if
 //!   that is not enough, new ones are not cached.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use foldhash::HashMap;
 
 use crate::access::Caller;
 use crate::error::Error;
+use crate::keys::secret::SecretDigest;
 use crate::keys::Credential;
 
 /// The longest an entry lives even if the change signal never mentions it.
@@ -60,14 +61,14 @@ struct Entry {
     authenticated: Arc<Authenticated>,
 }
 
-/// Tenant name -> secret hash (never the secret) -> entry.
+/// Tenant name -> the secret's digest (never the secret) -> entry.
 #[derive(Debug)]
 pub struct AuthCache {
     entries: RwLock<Entries>,
     capacity: usize,
-    /// "tenant/hash" -> the read mark of the newest refusal read for it;
+    /// (tenant, digest) -> the read mark of the newest refusal read for it;
     /// see [`AuthCache::refuse`].
-    refusals: Mutex<HashMap<String, u64>>,
+    refusals: Mutex<HashMap<(String, SecretDigest), u64>>,
 }
 
 /// How long a refusal is remembered against reads in flight: longer than
@@ -82,7 +83,7 @@ impl Default for AuthCache {
 
 #[derive(Debug, Default)]
 struct Entries {
-    by_tenant: HashMap<String, HashMap<String, Entry>>,
+    by_tenant: HashMap<String, HashMap<SecretDigest, Entry>>,
     /// Bumped by every clear. A lookup that began before a clear must not
     /// insert what it read: it may predate the write that caused the clear.
     generation: u64,
@@ -97,15 +98,15 @@ impl AuthCache {
         }
     }
 
-    /// The database refused `hash` in `tenant` on a read that began at
+    /// The database refused `digest` in `tenant` on a read that began at
     /// `read_mark`: forgets its entry (and, like a clear, keeps reads that
     /// began earlier from caching theirs), and remembers the refusal so that
     /// such a read is not served either ([`AuthCache::refused_since`]).
-    pub fn refuse(&self, tenant: &str, hash: &str, read_mark: u64) {
+    pub fn refuse(&self, tenant: &str, digest: &SecretDigest, read_mark: u64) {
         {
             let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
             if let Some(keys) = entries.by_tenant.get_mut(tenant) {
-                keys.remove(hash);
+                keys.remove(digest);
             }
             entries.generation = entries.generation.wrapping_add(1);
         }
@@ -113,18 +114,18 @@ impl AuthCache {
         if refusals.len() >= self.capacity {
             refusals.retain(|_, mark| read_mark.saturating_sub(*mark) < REFUSAL_MEMORY_MICROS);
         }
-        let newest = refusals.entry(format!("{tenant}/{hash}")).or_default();
+        let newest = refusals.entry((tenant.to_owned(), *digest)).or_default();
         *newest = (*newest).max(read_mark);
     }
 
-    /// Whether a refusal of `hash` in `tenant` was read after `read_mark`:
+    /// Whether a refusal of `digest` in `tenant` was read after `read_mark`:
     /// an acceptance read at `read_mark` is then older than an answer this
     /// instance already gave, and must be read again.
-    pub fn refused_since(&self, tenant: &str, hash: &str, read_mark: u64) -> bool {
+    pub fn refused_since(&self, tenant: &str, digest: &SecretDigest, read_mark: u64) -> bool {
         let refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         !refusals.is_empty()
             && refusals
-                .get(&format!("{tenant}/{hash}"))
+                .get(&(tenant.to_owned(), *digest))
                 .is_some_and(|&refused| refused > read_mark)
     }
 
@@ -137,18 +138,18 @@ impl AuthCache {
         self.len() == 0
     }
 
-    /// The cached authentication of `hash` in `tenant`, if fresh at `now`
+    /// The cached authentication of `digest` in `tenant`, if fresh at `now`
     /// and `vouched` for: given the entry's read mark, whether the change
     /// signal still trusts it (`ChangeWatch::vouches_for`).
     pub fn get(
         &self,
         tenant: &str,
-        hash: &str,
+        digest: &SecretDigest,
         now: DateTime<Utc>,
         vouched: impl FnOnce(u64) -> bool,
     ) -> Option<Arc<Authenticated>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.by_tenant.get(tenant)?.get(hash)?;
+        let entry = entries.by_tenant.get(tenant)?.get(digest)?;
         (fresh(entry.checked_at, now) && vouched(entry.read_mark))
             .then(|| Arc::clone(&entry.authenticated))
     }
@@ -167,7 +168,7 @@ impl AuthCache {
     pub fn insert(
         &self,
         tenant: &str,
-        hash: &str,
+        digest: &SecretDigest,
         authenticated: Authenticated,
         now: DateTime<Utc>,
         generation: u64,
@@ -195,7 +196,7 @@ impl AuthCache {
             .by_tenant
             .entry(tenant.to_owned())
             .or_default()
-            .insert(hash.to_owned(), entry);
+            .insert(*digest, entry);
     }
 
     /// Forgets every entry; called after each successful write.
@@ -234,6 +235,10 @@ mod tests {
     use crate::keys::ApiKey;
     use crate::tenants::Tenant;
     use chrono::TimeZone;
+
+    fn digest(secret: &str) -> SecretDigest {
+        SecretDigest::of(secret)
+    }
 
     fn authenticated(
         expires_at: DateTime<Utc>,
@@ -300,14 +305,21 @@ mod tests {
         for i in 0..250 {
             let tenant = if i % 2 == 0 { "acme" } else { "beta" };
             let entry = authenticated_in(tenant, t0 + TimeDelta::days(1), None);
-            cache.insert(tenant, &format!("h{i}"), entry, t0, cache.generation(), 1);
+            cache.insert(
+                tenant,
+                &digest(&format!("h{i}")),
+                entry,
+                t0,
+                cache.generation(),
+                1,
+            );
         }
         assert_eq!(cache.len(), 100);
         // Expired entries make room.
         let later = t0 + TTL;
         cache.insert(
             "acme",
-            "new",
+            &digest("new"),
             authenticated(t0 + TimeDelta::days(1), None),
             later,
             cache.generation(),
@@ -316,7 +328,7 @@ mod tests {
         assert_eq!(cache.len(), 1);
         cache.insert(
             "beta",
-            "b",
+            &digest("b"),
             authenticated(t0 + TimeDelta::days(1), None),
             later,
             cache.generation(),
@@ -333,21 +345,25 @@ mod tests {
         let grace_ends = t0 + TimeDelta::milliseconds(500);
         cache.insert(
             "acme",
-            "h",
+            &digest("h"),
             authenticated(t0 + TimeDelta::days(1), Some(grace_ends)),
             t0,
             cache.generation(),
             1,
         );
         assert!(cache
-            .get("acme", "h", t0, |_| true)
+            .get("acme", &digest("h"), t0, |_| true)
             .is_some_and(|a| a.at(t0).is_ok()));
-        assert!(cache.get("beta", "h", t0, |_| true).is_none());
-        let hit = cache.get("acme", "h", grace_ends, |_| true).unwrap();
+        assert!(cache.get("beta", &digest("h"), t0, |_| true).is_none());
+        let hit = cache
+            .get("acme", &digest("h"), grace_ends, |_| true)
+            .unwrap();
         assert!(matches!(hit.at(grace_ends), Err(Error::KeyInvalid)));
-        assert!(cache.get("acme", "h", t0 + TTL, |_| true).is_none());
         assert!(cache
-            .get("acme", "h", t0 - TimeDelta::seconds(1), |_| true)
+            .get("acme", &digest("h"), t0 + TTL, |_| true)
+            .is_none());
+        assert!(cache
+            .get("acme", &digest("h"), t0 - TimeDelta::seconds(1), |_| true)
             .is_none());
     }
 
@@ -359,22 +375,22 @@ mod tests {
         cache.clear();
         cache.insert(
             "acme",
-            "h",
+            &digest("h"),
             authenticated(t0 + TimeDelta::days(1), None),
             t0,
             before,
             1,
         );
-        assert!(cache.get("acme", "h", t0, |_| true).is_none());
+        assert!(cache.get("acme", &digest("h"), t0, |_| true).is_none());
         cache.insert(
             "acme",
-            "h",
+            &digest("h"),
             authenticated(t0 + TimeDelta::days(1), None),
             t0,
             cache.generation(),
             1,
         );
-        assert!(cache.get("acme", "h", t0, |_| true).is_some());
+        assert!(cache.get("acme", &digest("h"), t0, |_| true).is_some());
     }
 
     #[test]
@@ -382,27 +398,27 @@ mod tests {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let cache = AuthCache::default();
         let entry = || authenticated(t0 + TimeDelta::days(1), None);
-        cache.insert("acme", "h", entry(), t0, cache.generation(), 5);
+        cache.insert("acme", &digest("h"), entry(), t0, cache.generation(), 5);
         let in_flight = cache.generation();
-        assert!(!cache.refused_since("acme", "h", 5));
-        cache.refuse("acme", "h", 10);
-        assert!(cache.get("acme", "h", t0, |_| true).is_none());
+        assert!(!cache.refused_since("acme", &digest("h"), 5));
+        cache.refuse("acme", &digest("h"), 10);
+        assert!(cache.get("acme", &digest("h"), t0, |_| true).is_none());
         assert!(
-            cache.refused_since("acme", "h", 9),
+            cache.refused_since("acme", &digest("h"), 9),
             "a read older than the refusal"
         );
         assert!(
-            !cache.refused_since("acme", "h", 11),
+            !cache.refused_since("acme", &digest("h"), 11),
             "a read newer than the refusal"
         );
-        assert!(!cache.refused_since("beta", "h", 9));
-        cache.insert("acme", "h", entry(), t0, in_flight, 9);
+        assert!(!cache.refused_since("beta", &digest("h"), 9));
+        cache.insert("acme", &digest("h"), entry(), t0, in_flight, 9);
         assert!(
-            cache.get("acme", "h", t0, |_| true).is_none(),
+            cache.get("acme", &digest("h"), t0, |_| true).is_none(),
             "a read that began before the refusal is not cached"
         );
-        cache.insert("acme", "h", entry(), t0, cache.generation(), 11);
-        assert!(cache.get("acme", "h", t0, |_| true).is_some());
+        cache.insert("acme", &digest("h"), entry(), t0, cache.generation(), 11);
+        assert!(cache.get("acme", &digest("h"), t0, |_| true).is_some());
     }
 
     #[test]
@@ -410,8 +426,10 @@ mod tests {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let cache = AuthCache::default();
         let entry = authenticated(t0 + TimeDelta::days(1), None);
-        cache.insert("acme", "h", entry, t0, cache.generation(), 7);
-        assert!(cache.get("acme", "h", t0, |read| read == 7).is_some());
-        assert!(cache.get("acme", "h", t0, |_| false).is_none());
+        cache.insert("acme", &digest("h"), entry, t0, cache.generation(), 7);
+        assert!(cache
+            .get("acme", &digest("h"), t0, |read| read == 7)
+            .is_some());
+        assert!(cache.get("acme", &digest("h"), t0, |_| false).is_none());
     }
 }

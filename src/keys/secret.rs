@@ -53,6 +53,36 @@ impl fmt::Debug for Secret {
 
 pub use crate::ground::valid_key_prefix as valid_prefix;
 
+/// A secret's SHA-256, as bytes: what a cached authentication is found by
+/// (no encoding on the hot path). [`SecretDigest::stored`] is the form the
+/// database holds. Not a secret, but shown only in its stored form.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecretDigest([u8; 32]);
+
+impl SecretDigest {
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// SHA-256, base64url without padding (Estuary's `tokenHash`).
+    pub fn stored(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+}
+
+impl fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretDigest({})", self.stored())
+    }
+}
+
+/// Whether `candidate` has the length of a secret with `prefix`: all that is
+/// checked before a cached authentication is looked up by its digest (only a
+/// [`well_formed`] secret is ever cached, and no other string has its digest).
+pub fn secret_sized(candidate: &str, prefix: &str) -> bool {
+    candidate.len() == prefix.len() + 1 + RANDOM_LEN + CHECKSUM_LEN
+}
+
 /// Whether `candidate` is a well-formed secret with `prefix` and a valid checksum.
 /// Pure and cheap: run it before any database work.
 pub fn well_formed(candidate: &str, prefix: &str) -> bool {
@@ -90,7 +120,7 @@ pub fn resembles_secret(text: &str, prefix: &str) -> bool {
 
 /// The stored form of a secret: SHA-256, base64url without padding (Estuary's `tokenHash`).
 pub fn hash(secret: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes()))
+    SecretDigest::of(secret).stored()
 }
 
 /// The base-62 digits of the body's CRC-32 (ASCII).
@@ -117,6 +147,22 @@ mod tests {
         assert!(well_formed(a.expose(), "kw"));
         assert!(!well_formed(a.expose(), "other"));
         assert_eq!(format!("{a:?}"), "Secret(..)");
+    }
+
+    #[test]
+    fn a_well_formed_secret_has_the_size_the_cache_checks_and_its_stored_digest() {
+        for prefix in ["kw", "acme", "k"] {
+            let secret = Secret::generate(prefix);
+            assert!(secret_sized(secret.expose(), prefix));
+            assert!(!secret_sized(&secret.expose()[1..], prefix));
+            assert!(!secret_sized(secret.expose(), "other"));
+            let digest = SecretDigest::of(secret.expose());
+            assert_eq!(digest.stored(), secret.hash());
+            assert_eq!(
+                format!("{digest:?}"),
+                format!("SecretDigest({})", secret.hash())
+            );
+        }
     }
 
     #[test]

@@ -41,11 +41,11 @@ fn get(path: &str, key: &str) -> TestRequest {
 
 /// Makes B authenticate `key` (200) and keep it in its cache, before a change.
 async fn warm(app: &TestApp, b: &web::Data<AppState>, path: &str, key: &str) {
-    let hash = keyward::keys::secret::hash(key);
+    let digest = keyward::keys::secret::SecretDigest::of(key);
     for _ in 0..50 {
         assert_eq!(app.send_to(b.clone(), get(path, key)).await.status, 200);
         if b.auth_cache
-            .get("acme", &hash, app.now(), |_| true)
+            .get("acme", &digest, app.now(), |_| true)
             .is_some()
         {
             return;

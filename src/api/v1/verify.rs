@@ -499,26 +499,27 @@ fn asked(query: &str) -> Result<(impl Iterator<Item = Scope>, i64), Error> {
 }
 
 fn answer(req: &HttpRequest, caller: &Caller, spent: &Spent) -> Result<HttpResponse, Error> {
-    let mut response = HttpResponse::Ok();
+    let prepared = caller.prepared(Prepared::NAME, Prepared::of)?;
+    let mut response = match *req.method() {
+        Method::HEAD => HttpResponse::new(StatusCode::OK),
+        _ => HttpResponse::with_body(StatusCode::OK, prepared.body(spent)?).map_into_boxed_body(),
+    };
+    // Straight into the head's map: a builder would check and convert each pair.
+    let headers = response.headers_mut();
     if let Some(window) = spent.tightest() {
         let now_ms = req
             .app_data::<web::Data<AppState>>()
             .map_or(0, |s| s.clock.now().timestamp_millis());
         let (policy, state) = ratelimit_fields(window, now_ms);
-        response
-            .insert_header((RATELIMIT_POLICY, header_value(&policy)?))
-            .insert_header((RATELIMIT, header_value(&state)?));
+        headers.insert(RATELIMIT_POLICY, header_value(&policy)?);
+        headers.insert(RATELIMIT, header_value(&state)?);
     }
-    let prepared = caller.prepared(Prepared::NAME, Prepared::of)?;
-    response.insert_header((CACHE_CONTROL, NO_STORE));
-    for header in &prepared.headers {
-        response.insert_header(header.clone());
+    headers.insert(CACHE_CONTROL, NO_STORE);
+    for (name, value) in &prepared.headers {
+        headers.insert(name.clone(), value.clone());
     }
-    response.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
-    if req.method() == Method::HEAD {
-        return Ok(response.finish());
-    }
-    Ok(response.body(prepared.body(spent)?))
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
 }
 
 fn header_value(value: &str) -> Result<HeaderValue, Error> {
