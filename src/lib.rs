@@ -261,7 +261,11 @@ impl AppState {
                 // answer kept under the older version, and read again.
                 let version = db::data_version(conn)?.unwrap_or_default();
                 let (tenant_id, user_id) = ask.user();
-                let memo_key = format!("{tenant_id}/{user_id}");
+                // (Not `format!`: on every listing, the formatter costs more than the copy.)
+                let mut memo_key = String::with_capacity(tenant_id.len() + 1 + user_id.len());
+                memo_key.push_str(tenant_id);
+                memo_key.push('/');
+                memo_key.push_str(user_id);
                 let listing = match self.own_keys_memo.get(&memo_key, version) {
                     Some(listing) => listing,
                     None => {

@@ -2,6 +2,7 @@
 //! every error response into the dialect's error body (stamped with that id),
 //! logs 5xx details server-side, and writes the access log line.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -60,7 +61,7 @@ impl Dialect {
 /// operating system, so no system call per request), as 32 hex characters in
 /// one allocation. Unguessable, and it says nothing about how many requests
 /// came before.
-pub(crate) fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> Arc<str> {
     use rand::Rng;
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = rand::thread_rng().gen::<u128>();
@@ -69,7 +70,7 @@ pub(crate) fn new_request_id() -> String {
     for (i, digit) in digits.iter_mut().enumerate() {
         *digit = HEX[(n >> (124 - 4 * i)) as usize & 15];
     }
-    String::from_utf8_lossy(&digits).into_owned()
+    std::str::from_utf8(&digits).map_or_else(|_| Arc::from("-"), Arc::from)
 }
 
 /// An incoming id is kept if it is a short token that is safe to log and echo:
@@ -97,8 +98,7 @@ pub async fn middleware(
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| sane_request_id(id, key_prefix))
-        .map_or_else(new_request_id, str::to_owned);
-    let request_id: std::sync::Arc<str> = request_id.into();
+        .map_or_else(new_request_id, Arc::from);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let dialect = Dialect::of(req.path());
     // Verification never reads the body, so its size is no reason to refuse it;

@@ -472,26 +472,33 @@ fn target_ok(target: &str) -> bool {
     }
     let mut query = false;
     for &b in bytes {
-        let fine = match b {
+        match b {
             // The fragment is dropped unchecked.
             b'#' => return true,
-            b'?' if !query => {
-                query = true;
-                true
-            }
-            0x21 | 0x24..=0x3b | 0x3d | 0x40..=0x5f | 0x61..=0x7e => true,
-            // Sent unencoded by some clients; `http` allows them in the path.
-            b'"' => !query,
-            // Allowed in the query only.
-            b'?' | b'`' => query,
-            _ => false,
-        };
-        if !fine {
-            return false;
+            b'?' if !query => query = true,
+            _ if TARGET_BYTES[usize::from(query)][usize::from(b)] => {}
+            _ => return false,
         }
     }
     true
 }
+
+/// The bytes `http::uri::PathAndQuery` accepts in a path (`[0]`) and in a
+/// query (`[1]`), looked up rather than matched: every target passes here.
+const TARGET_BYTES: [[bool; 256]; 2] = {
+    let mut table = [[false; 256]; 2];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let both = matches!(c, 0x21 | 0x24..=0x3b | 0x3d | 0x40..=0x5f | 0x61..=0x7e);
+        // `"`: sent unencoded by some clients; `http` allows it in the path.
+        table[0][b] = both || c == b'"';
+        // `?` after the first, and `` ` ``: in the query only.
+        table[1][b] = both || c == b'?' || c == b'`';
+        b += 1;
+    }
+    table
+};
 
 /// The answers actix writes on a connection, followed to find where each
 /// ends and whether it closes the connection. actix writes them the way
