@@ -246,14 +246,6 @@ impl Tally {
     }
 }
 
-/// `$1, $2, ...` from `first`: the bind markers of raw SQL (both backends read them).
-fn markers(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// One upsert that adds `rows` to their minute buckets.
 fn add_minutes(
     conn: &mut DbConnection,
@@ -268,7 +260,7 @@ fn add_minutes(
             sql.push_str(", ");
         }
         sql.push('(');
-        sql.push_str(&markers(i * 8 + 1, 8));
+        sql.push_str(&crate::db::bind_markers(conn, i * 8 + 1, 8));
         sql.push(')');
     }
     sql.push_str(

@@ -950,6 +950,27 @@ impl diesel::query_builder::Query for DataVersion {
 
 impl RunQueryDsl<diesel::SqliteConnection> for DataVersion {}
 
+/// The markers of `n` bind parameters of raw SQL on `conn`'s backend, numbered
+/// from `first`: `$1, $2` on PostgreSQL, `?1, ?2` on SQLite. (SQLite reads
+/// `$1` as a *named* parameter and looks every name up among those before it:
+/// a statement of thousands of parameters then spends its time comparing
+/// names, quadratically; `?1` is a number it takes as it is.)
+pub fn bind_markers(conn: &DbConnection, first: usize, n: usize) -> String {
+    let sigil = match conn {
+        DbConnection::Sqlite(_) => '?',
+        DbConnection::Postgres(_) => '$',
+    };
+    let mut markers = String::with_capacity(n * 6);
+    for i in first..first + n {
+        if i > first {
+            markers.push_str(", ");
+        }
+        markers.push(sigil);
+        markers.push_str(itoa::Buffer::new().format(i));
+    }
+    markers
+}
+
 /// Whether the database answers; for `/readiness`.
 pub fn ping(conn: &mut DbConnection) -> Result<(), Error> {
     conn.batch_execute("SELECT 1").map_err(Error::from)
@@ -1089,5 +1110,44 @@ mod citus_tests {
         let mut placed = vec![PLAIN; CITUS_LAYOUT.len()];
         placed[0] = distributed()[0];
         assert_eq!(lagging(&placed).len(), CITUS_LAYOUT.len() - 1);
+    }
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use diesel::prelude::*;
+    use diesel::sql_types::BigInt;
+
+    use super::{bind_markers, establish, MultiBackend};
+    use crate::config::DatabaseUrl;
+
+    #[derive(QueryableByName)]
+    struct Sums {
+        #[diesel(sql_type = BigInt)]
+        firsts: i64,
+        #[diesel(sql_type = BigInt)]
+        lasts: i64,
+    }
+
+    #[test]
+    fn sqlite_markers_are_numbered_and_bind_in_order() {
+        let mut conn = establish(&DatabaseUrl::SqliteMemory).unwrap();
+        assert_eq!(bind_markers(&conn, 3, 3), "?3, ?4, ?5");
+        // As many parameters as a full usage flush (rows of 8), the nth bound to n.
+        let rows: Vec<String> = (0..2000)
+            .map(|r| format!("({})", bind_markers(&conn, r * 8 + 1, 8)))
+            .collect();
+        let sql = format!(
+            "SELECT SUM(column1) AS firsts, SUM(column8) AS lasts FROM (VALUES {})",
+            rows.join(", ")
+        );
+        let mut query = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+        for n in 1..=16_000_i64 {
+            query = query.bind::<BigInt, _>(n);
+        }
+        let sums = query.get_result::<Sums>(&mut conn).unwrap();
+        // Row r holds 8r+1 ..= 8r+8.
+        assert_eq!(sums.firsts, (0..2000).map(|r| 8 * r + 1).sum::<i64>());
+        assert_eq!(sums.lasts, (0..2000).map(|r| 8 * r + 8).sum::<i64>());
     }
 }
