@@ -435,14 +435,28 @@ fn visible(value: &[u8]) -> bool {
         .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
 }
 
-/// The value without the spaces and tabs around it.
 /// The value of a head line that is the field `name` (lower-case, with its
-/// colon), whatever the line's case.
+/// colon), whatever the line's case. (The colon is looked at first: most
+/// lines differ there, and that costs one comparison.)
 fn field<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let (start, value) = line.split_at_checked(name.len())?;
-    start.eq_ignore_ascii_case(name).then_some(value)
+    (start.last() == name.last() && start.eq_ignore_ascii_case(name)).then_some(value)
 }
 
+/// `digits` as a decimal number: ASCII digits only, at least one, no sign,
+/// and no more than a `u64` holds (`str::parse::<u64>` without its `+` and
+/// its UTF-8 check).
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+/// The value without the spaces and tabs around it.
 fn trim(value: &[u8]) -> &[u8] {
     let blank = |b: &u8| *b == b' ' || *b == b'\t';
     let start = value.iter().position(|b| !blank(b)).unwrap_or(value.len());
@@ -455,11 +469,7 @@ fn trim(value: &[u8]) -> &[u8] {
 
 /// A Content-Length as actix reads it: decimal digits, no sign.
 fn content_length(value: &[u8]) -> Option<u64> {
-    let value = trim(value);
-    if !visible(value) || value.first() == Some(&b'+') {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
+    decimal(trim(value))
 }
 
 /// Whether `http::Uri` (which actix parses every request target with) accepts
@@ -560,28 +570,42 @@ impl Answers {
         while at < data.len() {
             let rest = &data[at..];
             match self.state {
+                Out::Head if self.line_len == 0 => {
+                    // Whole lines read where they lie (nearly always the whole
+                    // head), their ends found in one pass; a last line that is
+                    // not whole yet is kept below, on the next turn.
+                    let mut start = 0;
+                    for end in memchr::memchr_iter(b'\n', rest) {
+                        let line = &rest[start..=end];
+                        start = end + 1;
+                        if let Some(close) = self.head_line(line, request) {
+                            return (at + start, Some(close));
+                        }
+                        if self.state != Out::Head {
+                            break;
+                        }
+                    }
+                    if start == 0 {
+                        // Not one whole line: the start of one.
+                        self.keep_line_start(rest);
+                        at = data.len();
+                    } else {
+                        at += start;
+                    }
+                }
                 Out::Head => {
+                    // The rest of a line the write split: its start is kept until it ends.
                     let (n, line_end) = match memchr::memchr(b'\n', rest) {
                         Some(i) => (i + 1, true),
                         None => (rest.len(), false),
                     };
                     at += n;
-                    let ended = if line_end && self.line_len == 0 {
-                        // The whole line is here (nearly always): read where it lies.
-                        self.head_line(&rest[..n], request)
-                    } else {
-                        // A line split across writes: its start is kept until it ends.
-                        let copied = n.min(LINE - self.line_len);
-                        self.line[self.line_len..self.line_len + copied]
-                            .copy_from_slice(&rest[..copied]);
-                        self.line_len += copied;
-                        if !line_end {
-                            continue;
-                        }
-                        let (kept, len) = (self.line, std::mem::take(&mut self.line_len));
-                        self.head_line(&kept[..len], request)
-                    };
-                    if let Some(close) = ended {
+                    self.keep_line_start(&rest[..n]);
+                    if !line_end {
+                        continue;
+                    }
+                    let (kept, len) = (self.line, std::mem::take(&mut self.line_len));
+                    if let Some(close) = self.head_line(&kept[..len], request) {
                         return (at, Some(close));
                     }
                 }
@@ -607,6 +631,13 @@ impl Answers {
         (at, None)
     }
 
+    /// Keeps the start of a head line that the write split (up to [`LINE`] bytes).
+    fn keep_line_start(&mut self, part: &[u8]) {
+        let copied = part.len().min(LINE - self.line_len);
+        self.line[self.line_len..self.line_len + copied].copy_from_slice(&part[..copied]);
+        self.line_len += copied;
+    }
+
     /// A head line was written (kept in `line`): notes what it says; at the
     /// end of the head, moves to the body. Returns `Some(close)` if that ends
     /// a final answer.
@@ -617,14 +648,14 @@ impl Answers {
             // `HTTP/1.1 200 OK`
             self.status = line
                 .get(9..12)
-                .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok())
-                .unwrap_or(0);
+                .and_then(decimal)
+                .map_or(0, |code| code as u16);
             return None;
         }
         // Only three fields matter here, and the first letter rules out the rest.
         if matches!(line.first(), Some(b'c' | b'C' | b't' | b'T')) {
             if let Some(value) = field(line, b"content-length:") {
-                self.length = std::str::from_utf8(trim(value)).ok()?.parse().ok();
+                self.length = decimal(trim(value));
             } else if let Some(value) = field(line, b"transfer-encoding:") {
                 let value = trim(value);
                 self.chunked =
@@ -1030,6 +1061,27 @@ mod tests {
             }
         }
         ends
+    }
+
+    #[test]
+    fn decimals_read_as_parse_reads_them_without_a_sign() {
+        for text in [
+            "0",
+            "5",
+            "0012",
+            "18446744073709551615",
+            "18446744073709551616",
+            "",
+        ] {
+            assert_eq!(
+                decimal(text.as_bytes()),
+                text.parse::<u64>().ok(),
+                "{text:?}"
+            );
+        }
+        for text in ["+5", "-5", "5 ", " 5", "5a", "0x5", "\u{0665}"] {
+            assert_eq!(decimal(text.as_bytes()), None, "{text:?}");
+        }
     }
 
     #[test]
