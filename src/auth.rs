@@ -158,11 +158,21 @@ pub enum Presented {
 }
 
 impl Credentials {
-    pub fn presented(&self, prefix: &str) -> Presented {
+    /// The digest of a key of a secret's size: what the cache is asked with,
+    /// before any format check (see [`authenticate_request`]).
+    fn sized_digest(&self, prefix: &str) -> Option<secret::SecretDigest> {
+        (self.key.as_deref())
+            .filter(|key| secret::secret_sized(key, prefix))
+            .map(secret::SecretDigest::of)
+    }
+
+    /// What the key headers present. `digest` is [`Credentials::sized_digest`]'s
+    /// answer, so that a key is hashed once.
+    fn presented(&self, prefix: &str, digest: Option<secret::SecretDigest>) -> Presented {
         match self.key.as_deref() {
             None => Presented::Missing,
             Some(key) if !secret::well_formed(key, prefix) => Presented::Malformed,
-            Some(key) => Presented::Secret(secret::SecretDigest::of(key)),
+            Some(key) => Presented::Secret(digest.unwrap_or_else(|| secret::SecretDigest::of(key))),
         }
     }
 }
@@ -241,13 +251,12 @@ async fn authenticate_request(
     // The cache first, by the digest alone: it holds only secrets that were
     // well formed (checked below before the database is asked), and no other
     // string has the digest of one, so a hit needs no format check.
-    let sized = (credentials.key.as_deref()).filter(|key| secret::secret_sized(key, prefix));
-    if let Some(key) = sized {
+    let digest = credentials.sized_digest(prefix);
+    if let Some(digest) = &digest {
         let vouched = |read_mark| state.changes.vouches_for(read_mark);
-        let digest = secret::SecretDigest::of(key);
         if let Some(hit) = state
             .auth_cache
-            .get(&credentials.tenant, &digest, now, vouched)
+            .get(&credentials.tenant, digest, now, vouched)
         {
             return hit.at(now).map_err(|error| Refused {
                 error,
@@ -258,7 +267,7 @@ async fn authenticate_request(
             });
         }
     }
-    let presented = credentials.presented(prefix);
+    let presented = credentials.presented(prefix, digest);
     // A read that an instance's refusal outranks (it began before a refusal
     // that another request read meanwhile) is made again, once: the second
     // began after that refusal.

@@ -961,12 +961,13 @@ pub fn bind_markers(conn: &DbConnection, first: usize, n: usize) -> String {
         DbConnection::Postgres(_) => '$',
     };
     let mut markers = String::with_capacity(n * 6);
+    let mut digits = itoa::Buffer::new();
     for i in first..first + n {
         if i > first {
             markers.push_str(", ");
         }
         markers.push(sigil);
-        markers.push_str(itoa::Buffer::new().format(i));
+        markers.push_str(digits.format(i));
     }
     markers
 }
